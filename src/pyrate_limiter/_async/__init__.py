@@ -1,0 +1,19 @@
+"""The async variant: the source ``_sync`` is generated from."""
+
+from __future__ import annotations
+
+from .buckets import AsyncAbstractBucket, AsyncInMemoryBucket
+from .clocks import AsyncAbstractClock, AsyncMonotonicClock, AsyncTimeClock
+from .factory import AsyncBucketFactory, AsyncSingleBucketFactory
+from .limiter import AsyncLimiter
+
+__all__ = [
+    "AsyncAbstractBucket",
+    "AsyncAbstractClock",
+    "AsyncBucketFactory",
+    "AsyncInMemoryBucket",
+    "AsyncLimiter",
+    "AsyncMonotonicClock",
+    "AsyncSingleBucketFactory",
+    "AsyncTimeClock",
+]

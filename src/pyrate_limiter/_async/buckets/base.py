@@ -1,0 +1,81 @@
+"""The bucket interface: what a limiter needs from any storage, ours or a user's."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+from ..._rate import RateItem
+from ..._window import NEVER
+
+if TYPE_CHECKING:
+    from ..._rate import Rate
+
+
+class AsyncAbstractBucket(ABC):
+    """Storage for one bucket's items under a list of rates, checked and recorded atomically.
+
+    A custom bucket implements ``put``, ``leak``, ``flush``, ``count`` and ``peek``; ``waiting``,
+    ``reserve`` and ``release`` then work from those. Our buckets override them so that a
+    decision and its record are one atomic step.
+    """
+
+    rates: list[Rate]
+    failing_rate: Rate | None = None
+
+    @abstractmethod
+    async def put(self, item: RateItem) -> bool:
+        """Record ``item`` at its timestamp if every rate allows its whole weight, else nothing.
+
+        :return: whether it was recorded; on ``False``, ``failing_rate`` names the rate that refused.
+        """
+
+    @abstractmethod
+    async def leak(self, current_timestamp: int | None = None) -> int:
+        """Drop items too old to count at ``current_timestamp``; return how many units left."""
+
+    @abstractmethod
+    async def flush(self) -> None:
+        """Forget every item."""
+
+    @abstractmethod
+    async def count(self) -> int:
+        """Units of weight recorded (an item of weight 3 counts 3)."""
+
+    @abstractmethod
+    async def peek(self, index: int) -> RateItem | None:
+        """The unit ``index`` places from the newest (0 is the newest), or ``None``."""
+
+    async def waiting(self, item: RateItem) -> int:
+        """Milliseconds from ``item.timestamp`` until it would fit; ``-1`` if it never can."""
+        wait = 0
+        for rate in self.rates:
+            if item.weight > rate.limit:
+                return NEVER
+            bound = await self.peek(rate.limit - item.weight)
+            if bound is not None:
+                wait = max(wait, bound.timestamp + rate.interval - item.timestamp)
+        return wait
+
+    async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+        """Record ``item`` now or, within ``max_delay`` ms, at the earliest time it fits.
+
+        :return: ``(delay, None)`` when recorded at ``item.timestamp + delay``; otherwise
+            ``(wait, rate)``: the wait it needed (``-1``: never) and the rate that refused it.
+        """
+        if await self.put(item):
+            return 0, None
+        rate = self.failing_rate or self.rates[0]
+        wait = await self.waiting(item)
+        if max_delay is None or wait == NEVER or wait > max_delay:
+            return wait, rate
+        # A bucket written against v3 has no atomic reservation: record the item in the future.
+        if await self.put(RateItem(item.name, item.timestamp + wait, item.weight)):
+            return wait, None
+        return wait, self.failing_rate or rate
+
+    async def release(self, item: RateItem) -> None:  # noqa: B027 - optional, v3 buckets lack it
+        """Give back a reservation recorded at ``item.timestamp``; a no-op where unsupported."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional: most buckets own nothing
+        """Release what the bucket opened itself; a bucket never closes a connection it was given."""

@@ -1,0 +1,145 @@
+"""Bucket factories: route each item to its bucket, and run the leak housekeeping."""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
+
+from .._concurrency import AsyncEvent, AsyncTaskGroup, aresolve
+from .._rate import RateItem
+from .clocks import AsyncTimeClock
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from .buckets.base import AsyncAbstractBucket
+    from .clocks import AsyncAbstractClock
+
+logger = logging.getLogger("pyrate_limiter")
+
+
+class AsyncBucketFactory(ABC):
+    """Stamps items with a time and routes them to buckets; subclass it with your routing.
+
+    Buckets given to ``schedule_leak`` (or made by ``create``) are leaked every
+    ``leak_interval`` ms. Leaking only frees memory of idle buckets: every put already trims
+    what it passes over. The leak runs in a daemon thread (sync variant) or in a task while
+    the factory or its limiter is entered with ``async with`` (async variant); ``close()``
+    stops it.
+    """
+
+    leak_interval: int = 10_000
+
+    @abstractmethod
+    async def wrap_item(self, name: str, weight: int = 1) -> RateItem:
+        """Stamp a new item with the current time."""
+
+    @abstractmethod
+    async def get(self, item: RateItem) -> AsyncAbstractBucket:
+        """The bucket ``item`` belongs in."""
+
+    def create(self, *args: Any, **kwargs: Any) -> AsyncAbstractBucket:
+        """Make a bucket and schedule its leak: ``create([clock,] bucket_class, *args, **kwargs)``.
+
+        Without a clock, the factory's ``clock`` attribute is used, or wall-clock time.
+        """
+        if args and isinstance(args[0], type):
+            clock: Any = getattr(self, "clock", None) or AsyncTimeClock()
+            bucket_class, *rest = args
+        else:
+            clock, bucket_class, *rest = args
+        bucket: AsyncAbstractBucket = bucket_class(*rest, **kwargs)
+        self.schedule_leak(bucket, clock)
+        return bucket
+
+    def schedule_leak(self, bucket: AsyncAbstractBucket, clock: AsyncAbstractClock | Any) -> None:
+        """Leak ``bucket`` every ``leak_interval`` ms at the time ``clock`` tells."""
+        leaker = self._leaker()
+        leaker.buckets[bucket] = clock
+        if not leaker.started:
+            leaker.started = True
+            leaker.tasks.start_soon(_leak_loop, weakref.ref(self), leaker.closed)
+
+    def get_buckets(self) -> list[AsyncAbstractBucket]:
+        """The buckets whose leak is scheduled."""
+        return list(self._leaker().buckets)
+
+    def dispose(self, bucket: AsyncAbstractBucket) -> bool:
+        """Stop leaking ``bucket``; return whether it was scheduled."""
+        return self._leaker().buckets.pop(bucket, None) is not None
+
+    async def aclose(self) -> None:
+        """Stop the leak and wait for it to end. Scheduling again starts a new one."""
+        leaker = self.__dict__.pop("_leak_state", None)
+        if leaker is not None:
+            leaker.closed.set()
+            await leaker.tasks.join()
+
+    async def __aenter__(self) -> Self:
+        await self._leaker().tasks.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        leaker = self._leaker()
+        leaker.closed.set()
+        await self.aclose()
+        await leaker.tasks.__aexit__(*exc_info)
+
+    async def _leak_all(self) -> None:
+        for bucket, clock in list(self._leaker().buckets.items()):
+            try:
+                await bucket.leak(await aresolve(clock.now()))
+            except Exception:
+                # Housekeeping must outlive a backend blip; the next put reports the outage.
+                logger.warning("leaking bucket %r failed", bucket, exc_info=True)
+
+    def _leaker(self) -> _Leaker:
+        # Made on first use: subclasses following the v3 docs never call our __init__.
+        leaker: _Leaker | None = self.__dict__.get("_leak_state")
+        if leaker is None:
+            leaker = self.__dict__["_leak_state"] = _Leaker()
+        return leaker
+
+
+class AsyncSingleBucketFactory(AsyncBucketFactory):
+    """What a limiter built from rates or from one bucket routes through."""
+
+    def __init__(self, bucket: AsyncAbstractBucket, clock: AsyncAbstractClock | Any) -> None:
+        self.bucket = bucket
+        self.clock = clock
+        self.schedule_leak(bucket, clock)
+
+    async def wrap_item(self, name: str, weight: int = 1) -> RateItem:
+        return RateItem(name, await aresolve(self.clock.now()), weight)
+
+    async def get(self, item: RateItem) -> AsyncAbstractBucket:
+        return self.bucket
+
+
+class _Leaker:
+    """A factory's leak schedule: which buckets, at what clock, and how to stop."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[AsyncAbstractBucket, Any] = {}
+        self.tasks = AsyncTaskGroup()
+        self.closed = AsyncEvent()
+        self.started = False
+
+
+async def _leak_loop(factory_ref: weakref.ref[AsyncBucketFactory], closed: AsyncEvent) -> None:
+    # Holds the factory only while leaking, so a forgotten factory ends its own loop.
+    while True:
+        factory = factory_ref()
+        if factory is None:
+            return
+        interval = factory.leak_interval / 1000
+        del factory
+        if await closed.wait(interval):
+            return
+        factory = factory_ref()
+        if factory is None:
+            return
+        await factory._leak_all()
+        del factory

@@ -1,0 +1,156 @@
+"""The limiter: admit, refuse or delay each acquire, as a call, a decorator or a context."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._concurrency import AsyncRoutingLock, adecorate, aresolve, ashielded, asleep
+from .._errors import BucketFullException, LimiterDelayException
+from .._rate import Rate, RateItem
+from .._window import NEVER
+from .buckets.base import AsyncAbstractBucket
+from .buckets.in_memory import AsyncInMemoryBucket
+from .clocks import AsyncTimeClock
+from .factory import AsyncBucketFactory, AsyncSingleBucketFactory
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from typing_extensions import Self
+
+    from .clocks import AsyncAbstractClock
+
+    _Wrap = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+_LIMITER_DEFAULT: Any = object()  # "use the limiter's max_delay"
+
+
+class AsyncLimiter:
+    """Admits items into buckets: raising, returning ``False`` or waiting when they are full.
+
+    :param argument: a ``Rate``, a list of rates (an in-memory bucket is made), a bucket, or a
+        bucket factory.
+    :param clock: where timestamps come from when ``argument`` is not a factory.
+    :param raise_when_fail: raise ``BucketFullException`` / ``LimiterDelayException`` on
+        refusal; otherwise return ``False``.
+    :param max_delay: how long (ms) an acquire may wait for room; ``None`` never waits. The
+        wait is exact: the item's place is reserved at the moment it fits.
+    """
+
+    def __init__(
+        self,
+        argument: Rate | list[Rate] | AsyncAbstractBucket | AsyncBucketFactory,
+        clock: AsyncAbstractClock | Any = None,
+        raise_when_fail: bool = True,
+        max_delay: int | None = None,
+    ) -> None:
+        self.max_delay = _check_max_delay(max_delay)
+        self.raise_when_fail = raise_when_fail
+        self._owns_factory = not isinstance(argument, AsyncBucketFactory)
+        self.bucket_factory = _factory_for(argument, clock if clock is not None else AsyncTimeClock())
+        self._routing = AsyncRoutingLock()
+
+    async def try_acquire(self, name: str, weight: int = 1, max_delay: int | None = _LIMITER_DEFAULT) -> bool:
+        """Admit one item of ``weight`` under ``name``, waiting up to ``max_delay`` ms if allowed.
+
+        :param max_delay: overrides the limiter's ``max_delay`` for this call.
+        :return: ``True`` once admitted; ``False`` when refused and ``raise_when_fail`` is off.
+        :raises BucketFullException: refused, with no wait allowed (or the weight exceeds a limit).
+        :raises LimiterDelayException: the wait needed is longer than ``max_delay``.
+        """
+        if type(weight) is not int:
+            raise TypeError(f"weight must be an int, got {weight!r}")
+        if weight < 0:
+            raise ValueError(f"weight must be >= 0, got {weight}")
+        if max_delay is _LIMITER_DEFAULT:
+            max_delay = self.max_delay
+        elif max_delay is not None:
+            _check_max_delay(max_delay)
+        factory = self.bucket_factory
+        with self._routing:
+            item = await aresolve(factory.wrap_item(name, weight))
+            bucket = await aresolve(factory.get(item))
+        try:
+            delay, rate = await bucket.reserve(item, max_delay)
+        except TypeError as error:
+            if isinstance(bucket, AsyncAbstractBucket):
+                raise
+            raise TypeError(f"{bucket!r} is a bucket of the other variant than {self!r}") from error
+        if rate is None:
+            if delay:
+                await self._wait_for(bucket, item, delay)
+            return True
+        if not self.raise_when_fail:
+            return False
+        if max_delay is None or delay == NEVER:
+            raise BucketFullException(item, rate)
+        raise LimiterDelayException(item, rate, delay, max_delay)
+
+    def as_decorator(self) -> Callable[[Callable[..., Any]], _Wrap]:
+        """``limiter.as_decorator()(mapping)(func)``: admit each call of ``func`` first.
+
+        ``mapping`` gets the call's arguments and returns the item's name, or ``(name, weight)``.
+        A refused call never runs ``func``: it raises, or returns ``None`` when
+        ``raise_when_fail`` is off.
+        """
+
+        def with_mapping(mapping: Callable[..., Any]) -> _Wrap:
+            def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+                return adecorate(self.try_acquire, mapping, func)
+
+            return wrap
+
+        return with_mapping
+
+    def buckets(self) -> list[AsyncAbstractBucket]:
+        """The buckets this limiter's factory leaks."""
+        return self.bucket_factory.get_buckets()
+
+    def dispose(self, bucket: AsyncAbstractBucket) -> bool:
+        """Stop leaking ``bucket``; return whether it was scheduled."""
+        return self.bucket_factory.dispose(bucket)
+
+    async def aclose(self) -> None:
+        """Stop the factory's leak; close the bucket too when this limiter made it."""
+        await self.bucket_factory.aclose()
+        if self._owns_factory and isinstance(self.bucket_factory, AsyncSingleBucketFactory):
+            await self.bucket_factory.bucket.aclose()
+
+    async def __aenter__(self) -> Self:
+        await self.bucket_factory.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await self.bucket_factory.__aexit__(*exc_info)
+        finally:
+            await self.aclose()
+
+    async def _wait_for(self, bucket: AsyncAbstractBucket, item: RateItem, delay: int) -> None:
+        try:
+            await asleep(delay / 1000)
+        except BaseException:
+            # Cancelled before its time: the reservation goes back to those still waiting.
+            reserved = RateItem(item.name, item.timestamp + delay, item.weight)
+            await ashielded(bucket.release, reserved)
+            raise
+
+
+def _check_max_delay(max_delay: int | None) -> int | None:
+    if max_delay is not None and (isinstance(max_delay, bool) or not isinstance(max_delay, int | float)):
+        raise TypeError(f"max_delay must be a number of ms or None, got {max_delay!r}")
+    if max_delay is not None and max_delay < 0:
+        raise ValueError(f"max_delay must be >= 0 ms, got {max_delay}")
+    return max_delay
+
+
+def _factory_for(argument: Any, clock: Any) -> AsyncBucketFactory:
+    if isinstance(argument, Rate):
+        argument = [argument]
+    if isinstance(argument, list):
+        return AsyncSingleBucketFactory(AsyncInMemoryBucket(argument), clock)
+    if hasattr(argument, "wrap_item") and hasattr(argument, "get"):
+        return argument  # type: ignore[no-any-return]
+    if hasattr(argument, "put") and hasattr(argument, "rates"):
+        return AsyncSingleBucketFactory(argument, clock)
+    raise TypeError(f"a limiter takes a Rate, a list of rates, a bucket or a factory, got {argument!r}")

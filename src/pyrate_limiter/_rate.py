@@ -1,0 +1,118 @@
+"""Rates, durations and rate items: the values every variant and backend shares."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from itertools import pairwise
+from typing import Any
+
+
+class Duration(IntEnum):
+    """Interval lengths in milliseconds; arithmetic gives plain ints (``Duration.SECOND * 2 == 2000``)."""
+
+    SECOND = 1000
+    MINUTE = 60 * SECOND
+    HOUR = 60 * MINUTE
+    DAY = 24 * HOUR
+    WEEK = 7 * DAY
+
+    @staticmethod
+    def readable(value: int) -> str:
+        """Write ``value`` ms in the largest unit it fills: ``2000 -> '2.0s'``, ``90000 -> '1.5m'``."""
+        for unit, suffix in _READABLE_UNITS:
+            if value >= unit:
+                return f"{value / unit}{suffix}"
+        return f"{value}ms"
+
+
+_READABLE_UNITS = (
+    (Duration.WEEK, "w"),
+    (Duration.DAY, "d"),
+    (Duration.HOUR, "h"),
+    (Duration.MINUTE, "m"),
+    (Duration.SECOND, "s"),
+)
+
+
+class Rate:
+    """At most ``limit`` units of weight in any window of ``interval`` milliseconds."""
+
+    __slots__ = ("interval", "limit")
+
+    def __init__(self, limit: int, interval: int | Duration) -> None:
+        if type(limit) is not int or limit <= 0:
+            raise ValueError(f"Rate limit must be a positive int, got {limit!r}")
+        if not isinstance(interval, int) or isinstance(interval, bool) or interval <= 0:
+            raise ValueError(f"Rate interval must be a positive number of ms, got {interval!r}")
+        self.limit = limit
+        self.interval = int(interval)
+
+    def __str__(self) -> str:
+        return f"limit={self.limit}/{Duration.readable(self.interval)}"
+
+    def __repr__(self) -> str:
+        return f"Rate({self.limit}, {self.interval})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Rate):
+            return NotImplemented
+        return (self.limit, self.interval) == (other.limit, other.interval)
+
+    def __hash__(self) -> int:
+        return hash((self.limit, self.interval))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Rate, (self.limit, self.interval))
+
+
+class RateItem:
+    """One request: its name, the time it happened (ms, from a clock) and its weight."""
+
+    __slots__ = ("name", "timestamp", "weight")
+
+    def __init__(self, name: Any, timestamp: int, weight: int = 1) -> None:
+        self.name = name
+        self.timestamp = timestamp
+        self.weight = weight
+
+    def __repr__(self) -> str:
+        return f"RateItem(name={self.name!r}, timestamp={self.timestamp}, weight={self.weight})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RateItem):
+            return NotImplemented
+        return (self.name, self.timestamp, self.weight) == (other.name, other.timestamp, other.weight)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like v3's
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (RateItem, (self.name, self.timestamp, self.weight))
+
+
+def validate_rate_list(rates: list[Rate]) -> bool:
+    """Whether ``rates`` is non-empty and ordered as buckets need.
+
+    Intervals and limits grow strictly from one rate to the next, and no later rate allows
+    a faster pace (limit per interval) than an earlier one.
+    """
+    if not rates:
+        return False
+    for prev, cur in pairwise(rates):
+        if cur.interval <= prev.interval or cur.limit <= prev.limit:
+            return False
+        if cur.limit * prev.interval > prev.limit * cur.interval:
+            return False
+    return True
+
+
+def check_rates(rates: list[Rate]) -> list[Rate]:
+    """Return ``rates`` as a new list, or raise ``ValueError`` naming what is wrong with it."""
+    rates = list(rates)
+    if not all(isinstance(rate, Rate) for rate in rates):
+        raise TypeError(f"rates must be Rate objects, got {rates!r}")
+    if not validate_rate_list(rates):
+        raise ValueError(
+            f"rates must be a non-empty list ordered by interval and limit, with non-increasing "
+            f"limit/interval, got {rates!r}"
+        )
+    return rates

@@ -1,0 +1,158 @@
+"""The sliding-window log: every decision's arithmetic, without I/O.
+
+The rule every backend implements (the in-memory bucket runs this very code; Redis, SQLite and
+PostgreSQL run the same steps server-side):
+
+* A bucket keeps one entry per admitted item: its timestamp, its weight and a running total
+  ``cum`` (the weight of that entry plus everything recorded before it), oldest first.
+* ``P(x)``, the weight recorded at or before time ``x``, is one lookup; the weight in the window
+  of rate ``(L, I)`` ending at ``s`` and everything later is ``total - P(s - I)``.
+* An item of weight ``w`` fits at time ``s`` when, for every rate, ``P(s - I) >= total + w - L``.
+  The earliest such ``s >= t`` is ``max(t, ts[k] + I)`` over the rates, ``k`` being the first
+  entry whose ``cum`` reaches ``total + w - L``. Counting the entries after ``s`` as well keeps
+  reservations first in line (FIFO) and every window within its limit.
+* Entries at or before ``t - longest interval`` can never matter again and are trimmed.
+"""
+
+from __future__ import annotations
+
+import threading
+from array import array
+from bisect import bisect_left, bisect_right
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._rate import Rate
+
+NEVER = -1
+"""The wait reported for an item heavier than some rate's limit: it can never fit."""
+
+_COMPACT_AT = 4096
+
+
+class SlidingLog:
+    """One bucket's admitted items, oldest first, with every decision taken under one lock."""
+
+    __slots__ = ("_base", "_cum", "_head", "_lock", "_longest", "_names", "_rates", "_ts")
+
+    def __init__(self, rates: list[Rate]) -> None:
+        self._rates = [(rate.limit, rate.interval, rate) for rate in rates]
+        self._longest = max(rate.interval for rate in rates)
+        # threading.Lock in both variants: no await happens while it is held, and the sync
+        # twin is used from caller threads and the factory's leak thread at once.
+        self._lock = threading.Lock()
+        self._ts = array("q")
+        self._cum = array("q")
+        self._names: list[Any] = []
+        self._head = 0  # entries before _head are trimmed, awaiting compaction
+        self._base = 0  # cum of the last trimmed entry
+
+    def reserve(self, name: Any, t: int, weight: int, max_delay: int | None) -> tuple[int, Rate | None]:
+        """Record the item at the earliest time ``>= t`` it fits, if that is within ``max_delay``.
+
+        :return: ``(delay, None)`` when recorded at ``t + delay``; ``(wait, rate)`` when not, with
+            the wait it would have needed (``NEVER`` if it cannot fit) and the rate that refused it.
+        """
+        with self._lock:
+            self._trim(t - self._longest)
+            at, rate = self._earliest(t, weight)
+            if rate is None:
+                self._record(name, t, weight)
+                return 0, None
+            if at != NEVER and max_delay is not None and at - t <= max_delay:
+                self._record(name, at, weight)
+                return at - t, None
+            return (NEVER if at == NEVER else at - t), rate
+
+    def waiting(self, t: int, weight: int) -> int:
+        """Milliseconds from ``t`` until an item of ``weight`` would fit; ``NEVER`` if it cannot."""
+        with self._lock:
+            at, rate = self._earliest(t, weight)
+            return 0 if rate is None else (NEVER if at == NEVER else at - t)
+
+    def release(self, name: Any, at: int, weight: int) -> bool:
+        """Remove one entry recorded at ``at`` with ``weight`` and ``name``: a reservation given back."""
+        with self._lock:
+            ts, cum = self._ts, self._cum
+            for i in range(bisect_right(ts, at, self._head) - 1, bisect_left(ts, at, self._head) - 1, -1):
+                previous = cum[i - 1] if i > self._head else self._base
+                if cum[i] - previous == weight and self._names[i] == name:
+                    del ts[i], cum[i], self._names[i]
+                    for j in range(i, len(cum)):
+                        cum[j] -= weight
+                    return True
+            return False
+
+    def leak(self, now: int) -> int:
+        """Drop entries too old to count at ``now``; return how much weight left."""
+        with self._lock:
+            before = self._base
+            self._trim(now - self._longest)
+            return self._base - before
+
+    def count(self) -> int:
+        """Units of weight recorded, reservations included."""
+        with self._lock:
+            return self._total() - self._base
+
+    def peek(self, index: int) -> tuple[Any, int] | None:
+        """Name and timestamp of the unit ``index`` places from the newest, as if weights were split."""
+        with self._lock:
+            unit = self._total() - index
+            if index < 0 or unit <= self._base:
+                return None
+            i = bisect_left(self._cum, unit, self._head)
+            return self._names[i], self._ts[i]
+
+    def flush(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            del self._ts[:], self._cum[:], self._names[:]
+            self._head = self._base = 0
+
+    # -- helpers, called with the lock held --------------------------------------------------
+
+    def _total(self) -> int:
+        return self._cum[-1] if len(self._cum) > self._head else self._base
+
+    def _earliest(self, t: int, weight: int) -> tuple[int, Rate | None]:
+        """The earliest time ``>= t`` the item fits, and the rate that pushed it past ``t``."""
+        total = self._total()
+        at, blocking = t, None
+        cum, head = self._cum, self._head
+        for limit, interval, rate in self._rates:
+            need = total + weight - limit  # P(s - interval) must reach this
+            if need <= self._base:
+                continue
+            if weight > limit:
+                return NEVER, rate
+            fits = self._ts[bisect_left(cum, need, head)] + interval
+            if fits > at:
+                at, blocking = fits, rate
+        return at, blocking
+
+    def _record(self, name: Any, at: int, weight: int) -> None:
+        ts, cum = self._ts, self._cum
+        if len(ts) == self._head or at >= ts[-1]:
+            ts.append(at)
+            cum.append(self._total() + weight)
+            self._names.append(name)
+            return
+        # Older than the newest entry (clock skew between callers): insert in order.
+        i = bisect_right(ts, at, self._head)
+        ts.insert(i, at)
+        cum.insert(i, (cum[i - 1] if i > self._head else self._base) + weight)
+        self._names.insert(i, name)
+        for j in range(i + 1, len(cum)):
+            cum[j] += weight
+
+    def _trim(self, horizon: int) -> None:
+        head = self._head
+        if head == len(self._ts) or self._ts[head] > horizon:
+            return
+        head = bisect_right(self._ts, horizon, head)
+        self._base = self._cum[head - 1]
+        if head >= _COMPACT_AT and 2 * head >= len(self._ts):
+            del self._ts[:head], self._cum[:head], self._names[:head]
+            head = 0
+        self._head = head
