@@ -20,3 +20,12 @@ def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: Any) 
     # Generated sync tests cannot name anyio, so the marker is added here instead of in the source.
     if name.startswith("test") and inspect.iscoroutinefunction(obj):
         pytest.mark.anyio(obj)
+
+
+@pytest.fixture
+def native_async_driver(request: pytest.FixtureRequest) -> bool:
+    """Whether asyncio-only drivers (redis.asyncio, aiosqlite, psycopg async) can run in this test.
+
+    Only async tests on asyncio; under trio, and in generated sync tests, buckets get sync drivers.
+    """
+    return "anyio_backend" in request.fixturenames and request.getfixturevalue("anyio_backend") == "asyncio"

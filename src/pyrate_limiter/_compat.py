@@ -8,16 +8,30 @@ it is given is async, in which case construction returns an ``AsyncLimiter``.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from ._async import AsyncAbstractBucket, AsyncBucketFactory, AsyncLimiter
 from ._sync import AbstractBucket, BucketFactory
 from ._sync import Limiter as _SyncLimiter
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from ._rate import Rate
+
 
 class Limiter(_SyncLimiter):
     """The sync limiter; given an async bucket or factory, an ``AsyncLimiter`` instead."""
 
+    # Construction may yield the async twin, as v3's single Limiter did.
+    @overload
+    def __new__(  # type: ignore[misc]
+        cls, argument: AsyncAbstractBucket | AsyncBucketFactory, *args: Any, **kwargs: Any
+    ) -> AsyncLimiter: ...
+    @overload
+    def __new__(
+        cls, argument: Rate | list[Rate] | AbstractBucket | BucketFactory, *args: Any, **kwargs: Any
+    ) -> Self: ...
     def __new__(cls, argument: Any = None, *args: Any, **kwargs: Any) -> Any:
         if is_async(argument):
             return AsyncLimiter(argument, *args, **kwargs)

@@ -116,7 +116,8 @@ class TaskGroup:
 
     def start_soon(self, func: Callable[..., Any], *args: Any) -> None:
         self._threads = [thread for thread in self._threads if thread.is_alive()]
-        thread = threading.Thread(target=self._run, args=(func, args), daemon=True)
+        name = f"pyrate_limiter:{getattr(func, '__name__', 'task')}"
+        thread = threading.Thread(target=self._run, args=(func, args), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 

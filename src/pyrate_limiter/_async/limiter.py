@@ -46,7 +46,6 @@ class AsyncLimiter:
     ) -> None:
         self.max_delay = _check_max_delay(max_delay)
         self.raise_when_fail = raise_when_fail
-        self._owns_factory = not isinstance(argument, AsyncBucketFactory)
         self.bucket_factory = _factory_for(argument, clock if clock is not None else AsyncTimeClock())
         self._routing = AsyncRoutingLock()
 
@@ -111,20 +110,15 @@ class AsyncLimiter:
         return self.bucket_factory.dispose(bucket)
 
     async def aclose(self) -> None:
-        """Stop the factory's leak; close the bucket too when this limiter made it."""
-        await self.bucket_factory.aclose()
-        if self._owns_factory and isinstance(self.bucket_factory, AsyncSingleBucketFactory):
-            await self.bucket_factory.bucket.aclose()
+        """Stop the factory's leak. Buckets stay open: their connections belong to whoever made them."""
+        await aresolve(_method(self.bucket_factory, "aclose", "close")())
 
     async def __aenter__(self) -> Self:
-        await self.bucket_factory.__aenter__()
+        await aresolve(_method(self.bucket_factory, "__aenter__")())
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        try:
-            await self.bucket_factory.__aexit__(*exc_info)
-        finally:
-            await self.aclose()
+        await aresolve(_method(self.bucket_factory, "__aexit__")(*exc_info))
 
     async def _wait_for(self, bucket: AsyncAbstractBucket, item: RateItem, delay: int) -> None:
         try:
@@ -142,6 +136,23 @@ def _check_max_delay(max_delay: int | None) -> int | None:
     if max_delay is not None and max_delay < 0:
         raise ValueError(f"max_delay must be >= 0 ms, got {max_delay}")
     return max_delay
+
+
+def _method(factory: Any, *names: str) -> Callable[..., Any]:
+    """The first of ``factory``'s methods by these names, or a no-op.
+
+    A v3 factory of the other variant (a ``BucketFactory`` routed to the async limiter) has
+    ``close`` but none of the async hooks; its leak thread needs no entering.
+    """
+    for name in names:
+        method = getattr(factory, name, None)
+        if method is not None:
+            return method  # type: ignore[no-any-return]
+    return _nothing
+
+
+def _nothing(*args: object) -> None:
+    return None
 
 
 def _factory_for(argument: Any, clock: Any) -> AsyncBucketFactory:

@@ -47,7 +47,6 @@ class Limiter:
     ) -> None:
         self.max_delay = _check_max_delay(max_delay)
         self.raise_when_fail = raise_when_fail
-        self._owns_factory = not isinstance(argument, BucketFactory)
         self.bucket_factory = _factory_for(argument, clock if clock is not None else TimeClock())
         self._routing = RoutingLock()
 
@@ -112,20 +111,15 @@ class Limiter:
         return self.bucket_factory.dispose(bucket)
 
     def close(self) -> None:
-        """Stop the factory's leak; close the bucket too when this limiter made it."""
-        self.bucket_factory.close()
-        if self._owns_factory and isinstance(self.bucket_factory, SingleBucketFactory):
-            self.bucket_factory.bucket.close()
+        """Stop the factory's leak. Buckets stay open: their connections belong to whoever made them."""
+        resolve(_method(self.bucket_factory, "close", "close")())
 
     def __enter__(self) -> Self:
-        self.bucket_factory.__enter__()
+        resolve(_method(self.bucket_factory, "__enter__")())
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        try:
-            self.bucket_factory.__exit__(*exc_info)
-        finally:
-            self.close()
+        resolve(_method(self.bucket_factory, "__exit__")(*exc_info))
 
     def _wait_for(self, bucket: AbstractBucket, item: RateItem, delay: int) -> None:
         try:
@@ -143,6 +137,23 @@ def _check_max_delay(max_delay: int | None) -> int | None:
     if max_delay is not None and max_delay < 0:
         raise ValueError(f"max_delay must be >= 0 ms, got {max_delay}")
     return max_delay
+
+
+def _method(factory: Any, *names: str) -> Callable[..., Any]:
+    """The first of ``factory``'s methods by these names, or a no-op.
+
+    A v3 factory of the other variant (a ``BucketFactory`` routed to the async limiter) has
+    ``close`` but none of the async hooks; its leak thread needs no entering.
+    """
+    for name in names:
+        method = getattr(factory, name, None)
+        if method is not None:
+            return method  # type: ignore[no-any-return]
+    return _nothing
+
+
+def _nothing(*args: object) -> None:
+    return None
 
 
 def _factory_for(argument: Any, clock: Any) -> BucketFactory:
