@@ -61,3 +61,14 @@ def test_compaction_keeps_counts_and_windows() -> None:
     assert log.reserve("k", 199_995, 1, None)[1] is not None
     assert log.leak(10**9) == 2
     assert log.count() == 0
+
+
+def test_a_late_item_never_reaches_back_over_trimmed_entries() -> None:
+    log = SlidingLog([Rate(3, 1000)])
+    assert log.reserve("a", 0, 2, None) == (0, None)
+    assert log.reserve("c", 1000, 1, None) == (0, None)  # trims "a"
+    # Stamped at 999, when "a" still counted: judged and recorded at 1000 instead.
+    assert log.reserve("d", 999, 2, None) == (0, None)
+    assert log.peek(0) == ("d", 1000)
+    assert log.reserve("e", 999, 1, None)[1] is not None
+    assert log.waiting(500, 1) == 1500

@@ -166,14 +166,21 @@ def shielded(func: Callable[..., T], *args: Any) -> T:
 # -- values that may or may not be awaitable ------------------------------------------------
 
 
+# Types seen not to be awaitable: the check then costs one set lookup on the hot path.
+_PLAIN_TYPES: set[type] = set()
+
+
 @overload
 async def aresolve(value: Awaitable[T]) -> T: ...
 @overload
 async def aresolve(value: T) -> T: ...
 async def aresolve(value: Any) -> Any:
     """Await ``value`` if it is awaitable: user clocks and factories may be sync or async."""
+    if type(value) in _PLAIN_TYPES:
+        return value
     if inspect.isawaitable(value):
         return await value
+    _PLAIN_TYPES.add(type(value))
     return value
 
 
@@ -183,6 +190,8 @@ def resolve(value: Awaitable[T]) -> T: ...
 def resolve(value: T) -> T: ...
 def resolve(value: Any) -> Any:
     """Return ``value``, refusing an awaitable: the sync API cannot wait for one."""
+    if type(value) in _PLAIN_TYPES:
+        return value
     if inspect.isawaitable(value):
         if inspect.iscoroutine(value):
             value.close()
@@ -190,6 +199,7 @@ def resolve(value: Any) -> Any:
             "got an awaitable where the sync API needs a value: a clock, factory or bucket here is "
             "async, so use the Async* twin (AsyncLimiter, AsyncBucketFactory, ...)"
         )
+    _PLAIN_TYPES.add(type(value))
     return value
 
 
@@ -208,19 +218,8 @@ class AsyncRoutingLock:
         return None
 
 
-class RoutingLock:
-    """A thread lock around a factory's routing, so two threads never create one bucket twice."""
-
-    __slots__ = ("_lock",)
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._lock.release()
+RoutingLock = threading.Lock
+"""A thread lock around a factory's routing, so two threads never create one bucket twice."""
 
 
 # -- decorators ----------------------------------------------------------------------------
@@ -280,3 +279,9 @@ def acquire_args(mapped: Any) -> tuple[str, int]:
     if isinstance(mapped, tuple) and len(mapped) == 2 and isinstance(mapped[0], str):
         return mapped[0], mapped[1]
     raise TypeError(f"a decorator's mapping must return a str or a (str, int) tuple, got {mapped!r}")
+
+
+# -- a lock held across awaits (the SQLite bucket: one connection's transactions) -----------
+
+AsyncLock = anyio.Lock
+Lock = threading.Lock

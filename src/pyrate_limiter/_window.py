@@ -11,7 +11,11 @@ PostgreSQL run the same steps server-side):
   The earliest such ``s >= t`` is ``max(t, ts[k] + I)`` over the rates, ``k`` being the first
   entry whose ``cum`` reaches ``total + w - L``. Counting the entries after ``s`` as well keeps
   reservations first in line (FIFO) and every window within its limit.
-* Entries at or before ``t - longest interval`` can never matter again and are trimmed.
+* Entries at or before ``t - longest interval`` can never matter again and are trimmed. The
+  newest trimmed timestamp ``b`` is remembered, and no item is judged or recorded before
+  ``b + longest``: an item stamped before a trim that already happened (clock skew, a caller
+  that lagged) counts as arriving at that point, since its own window would reach back over
+  entries that are gone.
 """
 
 from __future__ import annotations
@@ -28,12 +32,14 @@ NEVER = -1
 """The wait reported for an item heavier than some rate's limit: it can never fit."""
 
 _COMPACT_AT = 4096
+_ADMITTED = (0, None)
+_NO_FLOOR = -(2**62)
 
 
 class SlidingLog:
     """One bucket's admitted items, oldest first, with every decision taken under one lock."""
 
-    __slots__ = ("_base", "_cum", "_head", "_lock", "_longest", "_names", "_rates", "_ts")
+    __slots__ = ("_base", "_cum", "_floor", "_head", "_lock", "_longest", "_names", "_rates", "_ts")
 
     def __init__(self, rates: list[Rate]) -> None:
         self._rates = [(rate.limit, rate.interval, rate) for rate in rates]
@@ -46,6 +52,7 @@ class SlidingLog:
         self._names: list[Any] = []
         self._head = 0  # entries before _head are trimmed, awaiting compaction
         self._base = 0  # cum of the last trimmed entry
+        self._floor = _NO_FLOOR  # the last trimmed timestamp + longest: nothing is judged earlier
 
     def reserve(self, name: Any, t: int, weight: int, max_delay: int | None) -> tuple[int, Rate | None]:
         """Record the item at the earliest time ``>= t`` it fits, if that is within ``max_delay``.
@@ -54,20 +61,30 @@ class SlidingLog:
             the wait it would have needed (``NEVER`` if it cannot fit) and the rate that refused it.
         """
         with self._lock:
-            self._trim(t - self._longest)
-            at, rate = self._earliest(t, weight)
+            now = t if t >= self._floor else self._floor
+            ts, head = self._ts, self._head
+            if len(ts) > head and ts[head] <= now - self._longest:
+                self._trim(now - self._longest)
+                head = self._head
+            total = self._cum[-1] if len(ts) > head else self._base
+            at, rate = self._earliest(now, weight, total)
             if rate is None:
-                self._record(name, t, weight)
-                return 0, None
+                if len(ts) == head or now >= ts[-1]:  # the common case: newest so far
+                    ts.append(now)
+                    self._cum.append(total + weight)
+                    self._names.append(name)
+                else:
+                    self._insert(name, now, weight)
+                return _ADMITTED
             if at != NEVER and max_delay is not None and at - t <= max_delay:
-                self._record(name, at, weight)
+                self._insert(name, at, weight)
                 return at - t, None
             return (NEVER if at == NEVER else at - t), rate
 
     def waiting(self, t: int, weight: int) -> int:
         """Milliseconds from ``t`` until an item of ``weight`` would fit; ``NEVER`` if it cannot."""
         with self._lock:
-            at, rate = self._earliest(t, weight)
+            at, rate = self._earliest(max(t, self._floor), weight, self._total())
             return 0 if rate is None else (NEVER if at == NEVER else at - t)
 
     def release(self, name: Any, at: int, weight: int) -> bool:
@@ -109,15 +126,15 @@ class SlidingLog:
         with self._lock:
             del self._ts[:], self._cum[:], self._names[:]
             self._head = self._base = 0
+            self._floor = _NO_FLOOR
 
     # -- helpers, called with the lock held --------------------------------------------------
 
     def _total(self) -> int:
         return self._cum[-1] if len(self._cum) > self._head else self._base
 
-    def _earliest(self, t: int, weight: int) -> tuple[int, Rate | None]:
+    def _earliest(self, t: int, weight: int, total: int) -> tuple[int, Rate | None]:
         """The earliest time ``>= t`` the item fits, and the rate that pushed it past ``t``."""
-        total = self._total()
         at, blocking = t, None
         cum, head = self._cum, self._head
         for limit, interval, rate in self._rates:
@@ -131,14 +148,9 @@ class SlidingLog:
                 at, blocking = fits, rate
         return at, blocking
 
-    def _record(self, name: Any, at: int, weight: int) -> None:
+    def _insert(self, name: Any, at: int, weight: int) -> None:
+        """Record an entry in timestamp order: a reservation, or an item from a lagging clock."""
         ts, cum = self._ts, self._cum
-        if len(ts) == self._head or at >= ts[-1]:
-            ts.append(at)
-            cum.append(self._total() + weight)
-            self._names.append(name)
-            return
-        # Older than the newest entry (clock skew between callers): insert in order.
         i = bisect_right(ts, at, self._head)
         ts.insert(i, at)
         cum.insert(i, (cum[i - 1] if i > self._head else self._base) + weight)
@@ -152,6 +164,7 @@ class SlidingLog:
             return
         head = bisect_right(self._ts, horizon, head)
         self._base = self._cum[head - 1]
+        self._floor = self._ts[head - 1] + self._longest
         if head >= _COMPACT_AT and 2 * head >= len(self._ts):
             del self._ts[:head], self._cum[:head], self._names[:head]
             head = 0

@@ -7,7 +7,7 @@ import weakref
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from .._concurrency import AsyncEvent, AsyncTaskGroup, aresolve
+from .._concurrency import AsyncEvent, AsyncRoutingLock, AsyncTaskGroup, aresolve
 from .._rate import RateItem
 from .clocks import AsyncTimeClock
 
@@ -31,6 +31,15 @@ class AsyncBucketFactory(ABC):
     """
 
     leak_interval: int = 10_000
+    _leak: _Leaker
+    _routing_lock: AsyncRoutingLock
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # State made here, not in __init__: subclasses following the v3 docs never call ours.
+        factory = super().__new__(cls)
+        factory._leak = _Leaker()
+        factory._routing_lock = AsyncRoutingLock()
+        return factory
 
     @abstractmethod
     async def wrap_item(self, name: str, weight: int = 1) -> RateItem:
@@ -39,6 +48,14 @@ class AsyncBucketFactory(ABC):
     @abstractmethod
     async def get(self, item: RateItem) -> AsyncAbstractBucket:
         """The bucket ``item`` belongs in."""
+
+    async def route(self, name: str, weight: int) -> tuple[RateItem, AsyncAbstractBucket]:
+        """Stamp and route one item: ``wrap_item`` then ``get``, which may be sync or async.
+
+        The sync variant holds a lock meanwhile, so a factory that makes buckets on demand never
+        makes two for one name. Override it only to route faster than that.
+        """
+        return await route_through(self, self._routing_lock, name, weight)
 
     def create(self, *args: Any, **kwargs: Any) -> AsyncAbstractBucket:
         """Make a bucket and schedule its leak: ``create([clock,] bucket_class, *args, **kwargs)``.
@@ -56,7 +73,7 @@ class AsyncBucketFactory(ABC):
 
     def schedule_leak(self, bucket: AsyncAbstractBucket, clock: AsyncAbstractClock | Any) -> None:
         """Leak ``bucket`` every ``leak_interval`` ms at the time ``clock`` tells."""
-        leaker = self._leaker()
+        leaker = self._leak
         leaker.buckets[bucket] = clock
         if not leaker.started:
             leaker.started = True
@@ -64,43 +81,34 @@ class AsyncBucketFactory(ABC):
 
     def get_buckets(self) -> list[AsyncAbstractBucket]:
         """The buckets whose leak is scheduled."""
-        return list(self._leaker().buckets)
+        return list(self._leak.buckets)
 
     def dispose(self, bucket: AsyncAbstractBucket) -> bool:
         """Stop leaking ``bucket``; return whether it was scheduled."""
-        return self._leaker().buckets.pop(bucket, None) is not None
+        return self._leak.buckets.pop(bucket, None) is not None
 
     async def aclose(self) -> None:
         """Stop the leak and wait for it to end. Scheduling again starts a new one."""
-        leaker = self.__dict__.pop("_leak_state", None)
-        if leaker is not None:
-            leaker.closed.set()
-            await leaker.tasks.join()
+        leaker, self._leak = self._leak, _Leaker()
+        leaker.closed.set()
+        await leaker.tasks.join()
 
     async def __aenter__(self) -> Self:
-        await self._leaker().tasks.__aenter__()
+        await self._leak.tasks.__aenter__()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        leaker = self._leaker()
-        leaker.closed.set()
+        leaker = self._leak
         await self.aclose()
         await leaker.tasks.__aexit__(*exc_info)
 
     async def _leak_all(self) -> None:
-        for bucket, clock in list(self._leaker().buckets.items()):
+        for bucket, clock in list(self._leak.buckets.items()):
             try:
                 await bucket.leak(await aresolve(clock.now()))
             except Exception:
                 # Housekeeping must outlive a backend blip; the next put reports the outage.
                 logger.warning("leaking bucket %r failed", bucket, exc_info=True)
-
-    def _leaker(self) -> _Leaker:
-        # Made on first use: subclasses following the v3 docs never call our __init__.
-        leaker: _Leaker | None = self.__dict__.get("_leak_state")
-        if leaker is None:
-            leaker = self.__dict__["_leak_state"] = _Leaker()
-        return leaker
 
 
 class AsyncSingleBucketFactory(AsyncBucketFactory):
@@ -117,6 +125,13 @@ class AsyncSingleBucketFactory(AsyncBucketFactory):
     async def get(self, item: RateItem) -> AsyncAbstractBucket:
         return self.bucket
 
+    async def route(self, name: str, weight: int) -> tuple[RateItem, AsyncAbstractBucket]:
+        # One bucket, no user code: nothing to lock, one call less per acquire.
+        now = self.clock.now()
+        if type(now) is not int:  # an async clock, or a sync one returning a float
+            now = int(await aresolve(now))
+        return RateItem(name, now, weight), self.bucket
+
 
 class _Leaker:
     """A factory's leak schedule: which buckets, at what clock, and how to stop."""
@@ -126,6 +141,15 @@ class _Leaker:
         self.tasks = AsyncTaskGroup()
         self.closed = AsyncEvent()
         self.started = False
+
+
+async def route_through(
+    factory: Any, lock: AsyncRoutingLock, name: str, weight: int
+) -> tuple[RateItem, AsyncAbstractBucket]:
+    """``factory.wrap_item`` then ``factory.get`` under ``lock``, for any v3-shaped factory."""
+    with lock:
+        item = await aresolve(factory.wrap_item(name, weight))
+        return item, await aresolve(factory.get(item))
 
 
 async def _leak_loop(factory_ref: weakref.ref[AsyncBucketFactory], closed: AsyncEvent) -> None:

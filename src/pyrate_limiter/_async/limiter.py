@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from .._concurrency import AsyncRoutingLock, adecorate, aresolve, ashielded, asleep
@@ -11,7 +12,7 @@ from .._window import NEVER
 from .buckets.base import AsyncAbstractBucket
 from .buckets.in_memory import AsyncInMemoryBucket
 from .clocks import AsyncTimeClock
-from .factory import AsyncBucketFactory, AsyncSingleBucketFactory
+from .factory import AsyncBucketFactory, AsyncSingleBucketFactory, route_through
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,7 +48,13 @@ class AsyncLimiter:
         self.max_delay = _check_max_delay(max_delay)
         self.raise_when_fail = raise_when_fail
         self.bucket_factory = _factory_for(argument, clock if clock is not None else AsyncTimeClock())
-        self._routing = AsyncRoutingLock()
+        factory = self.bucket_factory
+        # A v3 factory of the other variant (v3 let one factory serve both) is routed our way.
+        self._route = (
+            factory.route
+            if isinstance(factory, AsyncBucketFactory)
+            else functools.partial(route_through, factory, AsyncRoutingLock())
+        )
 
     async def try_acquire(self, name: str, weight: int = 1, max_delay: int | None = _LIMITER_DEFAULT) -> bool:
         """Admit one item of ``weight`` under ``name``, waiting up to ``max_delay`` ms if allowed.
@@ -65,10 +72,7 @@ class AsyncLimiter:
             max_delay = self.max_delay
         elif max_delay is not None:
             _check_max_delay(max_delay)
-        factory = self.bucket_factory
-        with self._routing:
-            item = await aresolve(factory.wrap_item(name, weight))
-            bucket = await aresolve(factory.get(item))
+        item, bucket = await self._route(name, weight)
         try:
             delay, rate = await bucket.reserve(item, max_delay)
         except TypeError as error:

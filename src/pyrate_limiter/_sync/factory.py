@@ -8,7 +8,7 @@ import weakref
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from .._concurrency import Event, TaskGroup, resolve
+from .._concurrency import Event, RoutingLock, TaskGroup, resolve
 from .._rate import RateItem
 from .clocks import TimeClock
 
@@ -32,6 +32,15 @@ class BucketFactory(ABC):
     """
 
     leak_interval: int = 10_000
+    _leak: _Leaker
+    _routing_lock: RoutingLock
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        # State made here, not in __init__: subclasses following the v3 docs never call ours.
+        factory = super().__new__(cls)
+        factory._leak = _Leaker()
+        factory._routing_lock = RoutingLock()
+        return factory
 
     @abstractmethod
     def wrap_item(self, name: str, weight: int = 1) -> RateItem:
@@ -40,6 +49,14 @@ class BucketFactory(ABC):
     @abstractmethod
     def get(self, item: RateItem) -> AbstractBucket:
         """The bucket ``item`` belongs in."""
+
+    def route(self, name: str, weight: int) -> tuple[RateItem, AbstractBucket]:
+        """Stamp and route one item: ``wrap_item`` then ``get``, which may be sync or async.
+
+        The sync variant holds a lock meanwhile, so a factory that makes buckets on demand never
+        makes two for one name. Override it only to route faster than that.
+        """
+        return route_through(self, self._routing_lock, name, weight)
 
     def create(self, *args: Any, **kwargs: Any) -> AbstractBucket:
         """Make a bucket and schedule its leak: ``create([clock,] bucket_class, *args, **kwargs)``.
@@ -57,7 +74,7 @@ class BucketFactory(ABC):
 
     def schedule_leak(self, bucket: AbstractBucket, clock: AbstractClock | Any) -> None:
         """Leak ``bucket`` every ``leak_interval`` ms at the time ``clock`` tells."""
-        leaker = self._leaker()
+        leaker = self._leak
         leaker.buckets[bucket] = clock
         if not leaker.started:
             leaker.started = True
@@ -65,43 +82,34 @@ class BucketFactory(ABC):
 
     def get_buckets(self) -> list[AbstractBucket]:
         """The buckets whose leak is scheduled."""
-        return list(self._leaker().buckets)
+        return list(self._leak.buckets)
 
     def dispose(self, bucket: AbstractBucket) -> bool:
         """Stop leaking ``bucket``; return whether it was scheduled."""
-        return self._leaker().buckets.pop(bucket, None) is not None
+        return self._leak.buckets.pop(bucket, None) is not None
 
     def close(self) -> None:
         """Stop the leak and wait for it to end. Scheduling again starts a new one."""
-        leaker = self.__dict__.pop("_leak_state", None)
-        if leaker is not None:
-            leaker.closed.set()
-            leaker.tasks.join()
+        leaker, self._leak = self._leak, _Leaker()
+        leaker.closed.set()
+        leaker.tasks.join()
 
     def __enter__(self) -> Self:
-        self._leaker().tasks.__enter__()
+        self._leak.tasks.__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        leaker = self._leaker()
-        leaker.closed.set()
+        leaker = self._leak
         self.close()
         leaker.tasks.__exit__(*exc_info)
 
     def _leak_all(self) -> None:
-        for bucket, clock in list(self._leaker().buckets.items()):
+        for bucket, clock in list(self._leak.buckets.items()):
             try:
                 bucket.leak(resolve(clock.now()))
             except Exception:
                 # Housekeeping must outlive a backend blip; the next put reports the outage.
                 logger.warning("leaking bucket %r failed", bucket, exc_info=True)
-
-    def _leaker(self) -> _Leaker:
-        # Made on first use: subclasses following the v3 docs never call our __init__.
-        leaker: _Leaker | None = self.__dict__.get("_leak_state")
-        if leaker is None:
-            leaker = self.__dict__["_leak_state"] = _Leaker()
-        return leaker
 
 
 class SingleBucketFactory(BucketFactory):
@@ -118,6 +126,13 @@ class SingleBucketFactory(BucketFactory):
     def get(self, item: RateItem) -> AbstractBucket:
         return self.bucket
 
+    def route(self, name: str, weight: int) -> tuple[RateItem, AbstractBucket]:
+        # One bucket, no user code: nothing to lock, one call less per acquire.
+        now = self.clock.now()
+        if type(now) is not int:  # an async clock, or a sync one returning a float
+            now = int(resolve(now))
+        return RateItem(name, now, weight), self.bucket
+
 
 class _Leaker:
     """A factory's leak schedule: which buckets, at what clock, and how to stop."""
@@ -127,6 +142,15 @@ class _Leaker:
         self.tasks = TaskGroup()
         self.closed = Event()
         self.started = False
+
+
+def route_through(
+    factory: Any, lock: RoutingLock, name: str, weight: int
+) -> tuple[RateItem, AbstractBucket]:
+    """``factory.wrap_item`` then ``factory.get`` under ``lock``, for any v3-shaped factory."""
+    with lock:
+        item = resolve(factory.wrap_item(name, weight))
+        return item, resolve(factory.get(item))
 
 
 def _leak_loop(factory_ref: weakref.ref[BucketFactory], closed: Event) -> None:

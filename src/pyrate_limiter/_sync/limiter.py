@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from .._concurrency import RoutingLock, decorate, resolve, shielded, sleep
@@ -12,7 +13,7 @@ from .._window import NEVER
 from .buckets.base import AbstractBucket
 from .buckets.in_memory import InMemoryBucket
 from .clocks import TimeClock
-from .factory import BucketFactory, SingleBucketFactory
+from .factory import BucketFactory, SingleBucketFactory, route_through
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -48,7 +49,13 @@ class Limiter:
         self.max_delay = _check_max_delay(max_delay)
         self.raise_when_fail = raise_when_fail
         self.bucket_factory = _factory_for(argument, clock if clock is not None else TimeClock())
-        self._routing = RoutingLock()
+        factory = self.bucket_factory
+        # A v3 factory of the other variant (v3 let one factory serve both) is routed our way.
+        self._route = (
+            factory.route
+            if isinstance(factory, BucketFactory)
+            else functools.partial(route_through, factory, RoutingLock())
+        )
 
     def try_acquire(self, name: str, weight: int = 1, max_delay: int | None = _LIMITER_DEFAULT) -> bool:
         """Admit one item of ``weight`` under ``name``, waiting up to ``max_delay`` ms if allowed.
@@ -66,10 +73,7 @@ class Limiter:
             max_delay = self.max_delay
         elif max_delay is not None:
             _check_max_delay(max_delay)
-        factory = self.bucket_factory
-        with self._routing:
-            item = resolve(factory.wrap_item(name, weight))
-            bucket = resolve(factory.get(item))
+        item, bucket = self._route(name, weight)
         try:
             delay, rate = bucket.reserve(item, max_delay)
         except TypeError as error:
