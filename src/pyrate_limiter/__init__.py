@@ -12,12 +12,28 @@ from ._async import (
     AsyncInMemoryBucket,
     AsyncLimiter,
     AsyncMonotonicClock,
+    AsyncPostgresBucket,
+    AsyncPostgresClock,
+    AsyncRedisBucket,
+    AsyncSQLiteBucket,
+    AsyncSQLiteClock,
     AsyncTimeClock,
 )
-from ._compat import Limiter
+from ._compat import Limiter, RedisBucket
 from ._errors import BackendError, BucketFullException, LimiterDelayException
 from ._rate import Duration, Rate, RateItem, validate_rate_list
-from ._sync import AbstractBucket, AbstractClock, BucketFactory, InMemoryBucket, MonotonicClock, TimeClock
+from ._sync import (
+    AbstractBucket,
+    AbstractClock,
+    BucketFactory,
+    InMemoryBucket,
+    MonotonicClock,
+    PostgresBucket,
+    PostgresClock,
+    SQLiteBucket,
+    SQLiteClock,
+    TimeClock,
+)
 
 __all__ = [
     "AbstractBucket",
@@ -28,6 +44,11 @@ __all__ = [
     "AsyncInMemoryBucket",
     "AsyncLimiter",
     "AsyncMonotonicClock",
+    "AsyncPostgresBucket",
+    "AsyncPostgresClock",
+    "AsyncRedisBucket",
+    "AsyncSQLiteBucket",
+    "AsyncSQLiteClock",
     "AsyncTimeClock",
     "BackendError",
     "BucketFactory",
@@ -37,8 +58,13 @@ __all__ = [
     "Limiter",
     "LimiterDelayException",
     "MonotonicClock",
+    "PostgresBucket",
+    "PostgresClock",
     "Rate",
     "RateItem",
+    "RedisBucket",
+    "SQLiteBucket",
+    "SQLiteClock",
     "TimeClock",
     "validate_rate_list",
 ]

@@ -11,13 +11,18 @@ import inspect
 from typing import TYPE_CHECKING, Any, overload
 
 from ._async import AsyncAbstractBucket, AsyncBucketFactory, AsyncLimiter
+from ._async.buckets.redis import AsyncRedisBucket, is_async_client
 from ._sync import AbstractBucket, BucketFactory
 from ._sync import Limiter as _SyncLimiter
+from ._sync.buckets.redis import RedisBucket as _SyncRedisBucket
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from typing_extensions import Self
 
     from ._rate import Rate
+    from ._typing import AsyncRedisClient, RedisClient
 
 
 class Limiter(_SyncLimiter):
@@ -52,3 +57,30 @@ def is_async(argument: Any) -> bool:
     if isinstance(argument, AbstractBucket) and inspect.iscoroutinefunction(type(argument).put):
         raise TypeError(f"{type(argument).__name__} has async methods: subclass AsyncAbstractBucket instead")
     return False
+
+
+class RedisBucket(_SyncRedisBucket):
+    """The sync Redis bucket; ``await RedisBucket.init(...)`` with an async client makes the async twin.
+
+    As in v3, where one ``RedisBucket.init`` served ``redis.Redis`` and ``redis.asyncio.Redis``.
+    """
+
+    def __init__(self, rates: list[Rate], redis: RedisClient, bucket_key: str, *, server_time: bool = False) -> None:
+        if is_async_client(redis):
+            raise TypeError(f"{redis!r} is an async client: use `await RedisBucket.init(...)` or AsyncRedisBucket")
+        super().__init__(rates, redis, bucket_key, server_time=server_time)
+
+    # May return the async twin's awaitable, as v3 did.
+    @overload
+    @classmethod
+    def init(
+        cls, rates: list[Rate], redis: AsyncRedisClient, bucket_key: str, *, server_time: bool = False
+    ) -> Awaitable[AsyncRedisBucket]: ...
+    @overload
+    @classmethod
+    def init(cls, rates: list[Rate], redis: RedisClient, bucket_key: str, *, server_time: bool = False) -> Self: ...
+    @classmethod
+    def init(cls, rates: list[Rate], redis: Any, bucket_key: str, *, server_time: bool = False) -> Any:
+        if is_async_client(redis):
+            return AsyncRedisBucket.init(rates, redis, bucket_key, server_time=server_time)
+        return super().init(rates, redis, bucket_key, server_time=server_time)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from ._async.buckets.postgres import AsyncPostgresClock
+from ._async.buckets.sqlite import AsyncSQLiteClock
 from ._async.clocks import AsyncAbstractClock, AsyncMonotonicClock, AsyncTimeClock
+from ._sync.buckets.postgres import PostgresClock
+from ._sync.buckets.sqlite import SQLiteClock
 from ._sync.clocks import AbstractClock, MonotonicClock, TimeClock
 
 __all__ = [
     "AbstractClock",
     "AsyncAbstractClock",
     "AsyncMonotonicClock",
+    "AsyncPostgresClock",
+    "AsyncSQLiteClock",
     "AsyncTimeClock",
     "MonotonicClock",
+    "PostgresClock",
+    "SQLiteClock",
     "TimeClock",
 ]

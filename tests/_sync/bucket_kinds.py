@@ -7,9 +7,24 @@ Each maker builds a bucket for ``rates`` (named uniquely by ``key``) and returns
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+import functools
+import os
+from typing import TYPE_CHECKING, Any, Protocol
 
-from pyrate_limiter import AbstractBucket, InMemoryBucket, RateItem, validate_rate_list
+from psycopg_pool import ConnectionPool, ConnectionPool
+
+from pyrate_limiter import (
+    AbstractBucket,
+    InMemoryBucket,
+    PostgresBucket,
+    RedisBucket,
+    SQLiteBucket,
+    RateItem,
+    validate_rate_list,
+)
+from pyrate_limiter._concurrency import resolve, run_blocking
+from tests.redis_clients import close_client, cluster_client, redis_client
+from tests.sqlite_connections import close_connection, sqlite_connection
 
 if TYPE_CHECKING:
     import pytest
@@ -64,6 +79,119 @@ def custom_list(rates: list[Rate], key: str, request: pytest.FixtureRequest) -> 
     return ListBucket(rates)
 
 
+class PoolOwningPostgresBucket(PostgresBucket):
+    """A PostgreSQL bucket that closes its pool with itself: the suite makes one pool per bucket."""
+
+    def __init__(self, pool: ConnectionPool[Any] | ConnectionPool[Any], *args: Any, **kwargs: Any) -> None:
+        self.owned_pool = pool
+        super().__init__(pool, *args, **kwargs)
+
+    def close(self) -> None:
+        super().close()
+        close_postgres_pool(self.owned_pool)
+
+
+POSTGRES_TABLE = 'pyrate "conformance"; DROP TABLE users; --'
+_POSTGRES_RUN = os.urandom(4).hex()  # keys unique to this run: a failed run may leave rows behind
+
+
+def open_postgres_pool(
+    request: pytest.FixtureRequest, *, check: bool = False, **kwargs: Any
+) -> ConnectionPool[Any] | ConnectionPool[Any]:
+    """An open pool on the test server: the async pool where it can run, else the sync one.
+
+    :param check: test each connection before handing it out (recovers at once after a restart).
+    """
+    dsn = request.getfixturevalue("postgres_dsn")
+    kwargs = {"min_size": 1, "max_size": 4, "timeout": 10.0, **kwargs}
+    if request.getfixturevalue("native_async_driver"):
+        if check:
+            kwargs["check"] = ConnectionPool.check_connection
+        native = ConnectionPool(dsn, open=False, **kwargs)
+        native.open(wait=True)
+        return native
+    if check:
+        kwargs["check"] = ConnectionPool.check_connection
+    pool = ConnectionPool(dsn, open=False, **kwargs)
+    run_blocking(functools.partial(pool.open, wait=True))
+    return pool
+
+
+def close_postgres_pool(pool: ConnectionPool[Any] | ConnectionPool[Any]) -> None:
+    if isinstance(pool, ConnectionPool):
+        pool.close()
+    else:
+        run_blocking(pool.close)
+
+
+def postgres(rates: list[Rate], key: str, request: pytest.FixtureRequest) -> AbstractBucket:
+    pool = open_postgres_pool(request)
+    try:
+        return PoolOwningPostgresBucket(pool, POSTGRES_TABLE, rates, key=f"{key}-{_POSTGRES_RUN}")
+    except BaseException:
+        close_postgres_pool(pool)
+        raise
+
+
+class ClientOwningRedisBucket(RedisBucket):
+    """A Redis bucket that closes its client with itself: the suite makes one client per bucket."""
+
+    def close(self) -> None:
+        super().close()
+        resolve(close_client(self.redis))
+
+
+def redis(rates: list[Rate], key: str, request: pytest.FixtureRequest) -> AbstractBucket:
+    client = redis_client(request.getfixturevalue("redis_url"), request.getfixturevalue("native_async_driver"))
+    try:
+        bucket: AbstractBucket = ClientOwningRedisBucket.init(rates, client, key)
+        return bucket
+    except BaseException:
+        resolve(close_client(client))
+        raise
+
+
+def redis_cluster(rates: list[Rate], key: str, request: pytest.FixtureRequest) -> AbstractBucket:
+    cluster = request.getfixturevalue("redis_cluster_handle")
+    client = cluster_client(cluster, request.getfixturevalue("native_async_driver"))
+    try:
+        bucket: AbstractBucket = ClientOwningRedisBucket.init(rates, client, key)
+        return bucket
+    except BaseException:
+        resolve(close_client(client))
+        raise
+
+
+class ConnectionOwningSQLiteBucket(SQLiteBucket):
+    """An SQLite bucket that closes its connection with itself: the suite makes one per bucket."""
+
+    def close(self) -> None:
+        super().close()
+        resolve(close_connection(self.conn))
+
+
+SQLITE_TABLE = 'pyrate "conformance"; DROP TABLE users; -- ü'
+
+
+def sqlite_bucket(rates: list[Rate], database: str, request: pytest.FixtureRequest) -> AbstractBucket:
+    conn = resolve(sqlite_connection(database, request.getfixturevalue("native_async_driver")))
+    try:
+        return ConnectionOwningSQLiteBucket(rates, conn, SQLITE_TABLE)
+    except BaseException:
+        resolve(close_connection(conn))
+        raise
+
+
+def sqlite_memory(rates: list[Rate], key: str, request: pytest.FixtureRequest) -> AbstractBucket:
+    return sqlite_bucket(rates, ":memory:", request)
+
+
+def sqlite_file(rates: list[Rate], key: str, request: pytest.FixtureRequest) -> AbstractBucket:
+    folder = request.getfixturevalue("tmp_path") / "a folder ü"
+    folder.mkdir(exist_ok=True)
+    return sqlite_bucket(rates, str(folder / f"{key}.sqlite"), request)
+
+
 class Maker(Protocol):
     def __call__(self, rates: list[Rate], key: str, request: pytest.FixtureRequest) -> AbstractBucket: ...
 
@@ -71,8 +199,13 @@ class Maker(Protocol):
 MAKERS: dict[str, Maker] = {
     "in_memory": in_memory,
     "custom_list": custom_list,
+    "postgres": postgres,
+    "redis": redis,
+    "redis_cluster": redis_cluster,
+    "sqlite_memory": sqlite_memory,
+    "sqlite_file": sqlite_file,
 }
 
 # Makers whose buckets implement the atomic reservation (the custom list bucket does not).
-ATOMIC: set[str] = {"in_memory"}
+ATOMIC: set[str] = {"in_memory", "postgres", "redis", "redis_cluster", "sqlite_memory", "sqlite_file"}
 

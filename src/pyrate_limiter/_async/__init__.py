@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .buckets import AsyncAbstractBucket, AsyncInMemoryBucket
+from .buckets import AsyncAbstractBucket, AsyncInMemoryBucket, AsyncPostgresBucket, AsyncPostgresClock, AsyncRedisBucket
+from .buckets.sqlite import AsyncSQLiteBucket, AsyncSQLiteClock
 from .clocks import AsyncAbstractClock, AsyncMonotonicClock, AsyncTimeClock
 from .factory import AsyncBucketFactory, AsyncSingleBucketFactory
 from .limiter import AsyncLimiter
@@ -14,6 +15,11 @@ __all__ = [
     "AsyncInMemoryBucket",
     "AsyncLimiter",
     "AsyncMonotonicClock",
+    "AsyncPostgresBucket",
+    "AsyncPostgresClock",
+    "AsyncRedisBucket",
+    "AsyncSQLiteBucket",
+    "AsyncSQLiteClock",
     "AsyncSingleBucketFactory",
     "AsyncTimeClock",
 ]

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from .buckets import AbstractBucket, InMemoryBucket
+from .buckets import AbstractBucket, InMemoryBucket, PostgresBucket, PostgresClock, RedisBucket
+from .buckets.sqlite import SQLiteBucket, SQLiteClock
 from .clocks import AbstractClock, MonotonicClock, TimeClock
 from .factory import BucketFactory, SingleBucketFactory
 from .limiter import Limiter
@@ -15,6 +16,11 @@ __all__ = [
     "InMemoryBucket",
     "Limiter",
     "MonotonicClock",
+    "PostgresBucket",
+    "PostgresClock",
+    "RedisBucket",
+    "SQLiteBucket",
+    "SQLiteClock",
     "SingleBucketFactory",
     "TimeClock",
 ]

@@ -4,5 +4,16 @@ from __future__ import annotations
 
 from .base import AsyncAbstractBucket
 from .in_memory import AsyncInMemoryBucket
+from .postgres import AsyncPostgresBucket, AsyncPostgresClock
+from .redis import AsyncRedisBucket
+from .sqlite import AsyncSQLiteBucket, AsyncSQLiteClock
 
-__all__ = ["AsyncAbstractBucket", "AsyncInMemoryBucket"]
+__all__ = [
+    "AsyncAbstractBucket",
+    "AsyncInMemoryBucket",
+    "AsyncPostgresBucket",
+    "AsyncPostgresClock",
+    "AsyncRedisBucket",
+    "AsyncSQLiteBucket",
+    "AsyncSQLiteClock",
+]

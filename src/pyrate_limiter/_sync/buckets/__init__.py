@@ -5,5 +5,16 @@ from __future__ import annotations
 
 from .base import AbstractBucket
 from .in_memory import InMemoryBucket
+from .postgres import PostgresBucket, PostgresClock
+from .redis import RedisBucket
+from .sqlite import SQLiteBucket, SQLiteClock
 
-__all__ = ["AbstractBucket", "InMemoryBucket"]
+__all__ = [
+    "AbstractBucket",
+    "InMemoryBucket",
+    "PostgresBucket",
+    "PostgresClock",
+    "RedisBucket",
+    "SQLiteBucket",
+    "SQLiteClock",
+]

@@ -1,0 +1,25 @@
+"""Driver types for annotations only: async sources name them here, so they import no async driver."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    # -- redis (buckets/redis.py): either client kind, single node or cluster
+    import redis
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.cluster
+
+    RedisClient: TypeAlias = "redis.Redis | redis.cluster.RedisCluster"
+    AsyncRedisClient: TypeAlias = "redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"
+
+    # -- sqlite (buckets/sqlite.py): aiosqlite's connection, and its sync twin
+    import sqlite3
+
+    import aiosqlite
+
+    SQLiteConnection: TypeAlias = sqlite3.Connection
+    AsyncSQLiteConnection: TypeAlias = aiosqlite.Connection

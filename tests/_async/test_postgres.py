@@ -1,0 +1,385 @@
+"""The PostgreSQL bucket and clock against a real server: what the conformance suite cannot see."""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from pyrate_limiter import (
+    AsyncInMemoryBucket,
+    AsyncLimiter,
+    AsyncPostgresBucket,
+    AsyncPostgresClock,
+    BackendError,
+    BucketFullException,
+    Duration,
+    Rate,
+    RateItem,
+)
+from pyrate_limiter._concurrency import AsyncTaskGroup, arun_blocking, asleep
+
+from .bucket_kinds import POSTGRES_TABLE, close_postgres_pool, open_postgres_pool
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+    from tests.servers import PostgresServer
+
+T0 = 1_700_000_000_000
+HOSTILE_NAMES = ["'); DROP TABLE users; --", 'quote " and \\ backslash', "$$ $body$ %s %(x)s {table}", "日本語 ünïcode"]
+
+
+def unique_key() -> str:
+    return f"key-{os.urandom(6).hex()}"
+
+
+@pytest.fixture
+async def pool(request: pytest.FixtureRequest) -> AsyncIterator[AsyncConnectionPool[Any] | ConnectionPool[Any]]:
+    opened = await open_postgres_pool(request)
+    yield opened
+    await close_postgres_pool(opened)
+
+
+def rows(dsn: str, table: str, key: str) -> list[tuple[Any, ...]]:
+    """The stored rows of one bucket, oldest first, read behind the bucket's back."""
+    # "%" in a quoted identifier still reads as a placeholder when parameters are passed.
+    escaped = sql.SQL(sql.Identifier(table).as_string(None).replace("%", "%%"))
+    query = sql.SQL("SELECT name, ts, weight, cum FROM {} WHERE bucket = %s ORDER BY cum").format(escaped)
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query, [key]).fetchall()
+
+
+def assert_windows_hold(admitted: list[tuple[int, int]], rates: list[Rate]) -> None:
+    """No window of any rate's interval holds more than its limit of the admitted ``(ts, weight)``."""
+    admitted = sorted(admitted)
+    for rate in rates:
+        start, used = 0, 0
+        for ts, weight in admitted:
+            used += weight
+            while admitted[start][0] <= ts - rate.interval:
+                used -= admitted[start][1]
+                start += 1
+            assert used <= rate.limit, f"{used} units within {rate.interval} ms ending at {ts}: {rate}"
+
+
+async def exercise(
+    bucket: AsyncPostgresBucket, reference: AsyncInMemoryBucket, *, skew: list[int], units: bool
+) -> None:
+    """Random puts, reservations, releases and waits on both buckets; every answer must agree.
+
+    :param skew: how late (ms) an item's timestamp may be: clock skew between processes.
+    :param units: also compare ``count`` and ``peek``, after both leaked to the same horizon.
+    """
+    rng = random.Random(5)
+    reserved: list[RateItem] = []
+    t = T0
+    for _ in range(250):
+        t += rng.choice([0, 1, 7, 30, 120, 400])
+        item = RateItem(rng.choice(HOSTILE_NAMES), t - rng.choice(skew), rng.choice([0, 1, 1, 2, 3, 13]))
+        op = rng.random()
+        if op < 0.4:
+            assert await bucket.put(item) == await reference.put(item)
+            assert bucket.failing_rate == reference.failing_rate
+        elif op < 0.8:
+            max_delay = rng.choice([None, 0, 50, 500, 5000])
+            decided = await bucket.reserve(item, max_delay)
+            assert decided == await reference.reserve(item, max_delay)
+            if decided[1] is None and decided[0] > 0:
+                reserved.append(RateItem(item.name, item.timestamp + decided[0], item.weight))
+        elif op < 0.9 and reserved:
+            gone = reserved.pop(rng.randrange(len(reserved)))
+            await bucket.release(gone)
+            await reference.release(gone)
+        else:
+            assert await bucket.waiting(item) == await reference.waiting(item)
+        if units:
+            await bucket.leak(t)
+            await reference.leak(t)
+            count = await reference.count()
+            assert await bucket.count() == count
+            for index in (0, rng.randrange(count + 2), count - 1, count):
+                assert await bucket.peek(index) == await reference.peek(index)
+    await bucket.flush()
+
+
+async def test_decisions_counts_and_peeks_match_the_in_memory_bucket(
+    pool: AsyncConnectionPool[Any] | ConnectionPool[Any],
+) -> None:
+    rates = [Rate(5, 100), Rate(12, 1000)]
+    bucket = AsyncPostgresBucket(pool, POSTGRES_TABLE, rates, key=unique_key())
+    await exercise(bucket, AsyncInMemoryBucket(rates), skew=[0], units=True)
+
+
+async def test_late_items_are_judged_as_if_nothing_was_ever_trimmed(
+    pool: AsyncConnectionPool[Any] | ConnectionPool[Any],
+) -> None:
+    rates = [Rate(5, 100), Rate(12, 1000)]
+    bucket = AsyncPostgresBucket(pool, POSTGRES_TABLE, rates, key=unique_key())
+    # A rate that is never reached and keeps the reference from ever trimming: the exact rule.
+    exact = AsyncInMemoryBucket([*rates, Rate(10**7, 10**9)])
+    await exercise(bucket, exact, skew=[0, 0, 0, 3, 60, 900], units=False)
+
+
+async def test_a_late_item_still_counts_what_a_newer_decision_passed_over(
+    pool: AsyncConnectionPool[Any] | ConnectionPool[Any],
+) -> None:
+    bucket = AsyncPostgresBucket(pool, POSTGRES_TABLE, [Rate(3, 1000)], key=unique_key())
+    assert await bucket.put(RateItem("a", T0, weight=2))
+    assert await bucket.put(RateItem("c", T0 + 1000))  # a is out of this item's window
+    # One ms late (clock skew): with a, this window would hold 4.
+    assert not await bucket.put(RateItem("late", T0 + 999, weight=2))
+    await bucket.flush()
+
+
+async def test_one_row_per_item_and_old_rows_trimmed_by_the_decision(
+    pool: AsyncConnectionPool[Any] | ConnectionPool[Any], postgres_dsn: str
+) -> None:
+    key = unique_key()
+    bucket = AsyncPostgresBucket(pool, POSTGRES_TABLE, [Rate(10, 100), Rate(100, Duration.SECOND)], key=key)
+    assert await bucket.put(RateItem("heavy", T0, weight=10))
+    assert await bucket.count() == 10
+    assert rows(postgres_dsn, POSTGRES_TABLE, key) == [("heavy", T0, 10, 10)]
+    # Rows stay one more window for late items, then the decision that passes them deletes them.
+    assert await bucket.put(RateItem("next", T0 + 1999, weight=3))
+    assert [row[:3] for row in rows(postgres_dsn, POSTGRES_TABLE, key)] == [("heavy", T0, 10), ("next", T0 + 1999, 3)]
+    assert await bucket.put(RateItem("last", T0 + 2000))
+    assert [row[0] for row in rows(postgres_dsn, POSTGRES_TABLE, key)] == ["next", "last"]
+    await bucket.flush()
+
+
+async def test_buckets_in_one_table_are_independent(pool: AsyncConnectionPool[Any] | ConnectionPool[Any]) -> None:
+    rate = Rate(2, Duration.MINUTE)
+    first = AsyncPostgresBucket(pool, POSTGRES_TABLE, [rate], key=unique_key())
+    second = AsyncPostgresBucket(pool, POSTGRES_TABLE, [rate], key=unique_key())
+    assert await first.put(RateItem("k", T0, weight=2))
+    assert not await first.put(RateItem("k", T0))
+    assert await second.put(RateItem("k", T0, weight=2))
+    assert (await first.count(), await second.count()) == (2, 2)
+    await first.flush()
+    assert (await first.count(), await second.count()) == (0, 2)
+    await second.flush()
+
+
+async def test_a_held_bucket_lock_makes_only_that_bucket_wait(
+    request: pytest.FixtureRequest, postgres_dsn: str
+) -> None:
+    # lock_timeout only guards against a hang if the bucket never got its lock: the test waits on events.
+    pool = await open_postgres_pool(request, kwargs={"options": "-c lock_timeout=20000"})
+    try:
+        rates = [Rate(5, Duration.MINUTE)]
+        held = AsyncPostgresBucket(pool, POSTGRES_TABLE, rates, key=unique_key())
+        free = AsyncPostgresBucket(pool, POSTGRES_TABLE, rates, key=unique_key())
+        assert await held.count() == 0  # the table exists before the lock is taken
+        results: list[bool] = []
+
+        async def blocked() -> None:
+            results.append(await held.put(RateItem("k", T0)))
+
+        with psycopg.connect(postgres_dsn) as holder:
+            holder.execute("SELECT pg_advisory_xact_lock(%s::bigint)", [held.lock_key])
+            async with AsyncTaskGroup() as tasks:
+                tasks.start_soon(blocked)
+                await wait_for_lock_waiters(holder, held.lock_key)
+                # The other bucket decides while this one's decision waits for its lock.
+                assert await free.put(RateItem("k", T0))
+                assert await free.count() == 1
+                assert results == []
+                holder.rollback()  # the waiting decision proceeds: it never reads as a full bucket
+        assert results == [True]
+        assert await held.count() == 1
+        await held.flush()
+        await free.flush()
+    finally:
+        await close_postgres_pool(pool)
+
+
+async def wait_for_lock_waiters(conn: psycopg.Connection[Any], lock_key: int) -> int:
+    """Return the server pid of the session waiting for the advisory lock ``lock_key``, once it waits."""
+    # pg_locks splits a bigint advisory key into classid (high 32 bits) and objid (low 32 bits).
+    query = (
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND classid::bigint = (%(key)s::bigint >> 32) & 4294967295 AND objid::bigint = %(key)s::bigint & 4294967295"
+    )
+    deadline = time.monotonic() + 15
+    while (waiter := conn.execute(query, {"key": lock_key}).fetchone()) is None:
+        assert time.monotonic() < deadline, "the bucket never waited for its lock"
+        await asleep(0.005)
+    return int(waiter[0])
+
+
+async def test_a_connection_lost_mid_decision_raises_and_records_nothing(
+    request: pytest.FixtureRequest, postgres_dsn: str
+) -> None:
+    pool = await open_postgres_pool(request, kwargs={"options": "-c lock_timeout=20000"})
+    try:
+        bucket = AsyncPostgresBucket(pool, POSTGRES_TABLE, [Rate(5, Duration.MINUTE)], key=unique_key())
+        assert await bucket.count() == 0
+        errors: list[BackendError] = []
+
+        async def doomed() -> None:
+            try:
+                await bucket.put(RateItem("k", T0))
+            except BackendError as error:
+                errors.append(error)
+
+        with psycopg.connect(postgres_dsn) as holder:
+            holder.execute("SELECT pg_advisory_xact_lock(%s::bigint)", [bucket.lock_key])
+            async with AsyncTaskGroup() as tasks:
+                tasks.start_soon(doomed)
+                # The decision is inside the server, waiting for its lock, when its connection dies.
+                waiter = await wait_for_lock_waiters(holder, bucket.lock_key)
+                holder.execute("SELECT pg_terminate_backend(%s)", [waiter])
+            holder.rollback()
+        assert len(errors) == 1
+        assert "the PostgreSQL backend of PostgresBucket failed" in str(errors[0])
+        assert isinstance(errors[0].__cause__, psycopg.OperationalError)
+        assert await bucket.count() == 0
+        assert await bucket.put(RateItem("k", T0))
+        await bucket.flush()
+    finally:
+        await close_postgres_pool(pool)
+
+
+@pytest.mark.parametrize(
+    "table", ['x"; DROP TABLE users; --', "$$ $body$ ' %s {}", "Ünï 表 MiXeD", "pg_catalog.pg_class", "t" * 63]
+)
+async def test_hostile_table_and_item_names_are_data(
+    pool: AsyncConnectionPool[Any] | ConnectionPool[Any], postgres_dsn: str, table: str
+) -> None:
+    key = f"k'; DROP TABLE users; -- {unique_key()}"
+    bucket = AsyncPostgresBucket(pool, table, [Rate(len(HOSTILE_NAMES), Duration.MINUTE)], key=key)
+    for i, name in enumerate(HOSTILE_NAMES):
+        assert await bucket.put(RateItem(name, T0 + i))
+    assert not await bucket.put(RateItem("k", T0 + 10))
+    assert [await bucket.peek(i) for i in range(len(HOSTILE_NAMES))] == [
+        RateItem(name, T0 + i) for i, name in reversed(list(enumerate(HOSTILE_NAMES)))
+    ]
+    assert [row[0] for row in rows(postgres_dsn, table, key)] == HOSTILE_NAMES
+    await bucket.flush()
+    with psycopg.connect(postgres_dsn) as conn:
+        assert conn.execute("SELECT to_regclass('pg_catalog.pg_class') IS NOT NULL").fetchone() == (True,)
+
+
+async def test_names_postgres_cannot_hold_are_refused(pool: AsyncConnectionPool[Any] | ConnectionPool[Any]) -> None:
+    rates = [Rate(5, Duration.MINUTE)]
+    for table in ("", "nul\0", "t" * 64, "é" * 32):
+        with pytest.raises(ValueError, match="table"):
+            AsyncPostgresBucket(pool, table, rates)
+    with pytest.raises(ValueError, match="key"):
+        AsyncPostgresBucket(pool, POSTGRES_TABLE, rates, key="nul\0")
+    with pytest.raises(TypeError, match="pool"):
+        AsyncPostgresBucket(object(), POSTGRES_TABLE, rates)  # type: ignore[arg-type]
+    bucket = AsyncPostgresBucket(pool, POSTGRES_TABLE, rates, key=unique_key())
+    with pytest.raises(ValueError, match="NUL"):
+        await bucket.put(RateItem("nul\0", T0))
+    assert await bucket.count() == 0
+
+
+async def test_concurrent_first_use_creates_the_table_once(
+    pool: AsyncConnectionPool[Any] | ConnectionPool[Any], postgres_dsn: str
+) -> None:
+    table = f"fresh {os.urandom(6).hex()}"
+    rates = [Rate(3, Duration.MINUTE)]
+    buckets = [AsyncPostgresBucket(pool, table, rates, key=f"b{i}") for i in range(8)]
+    results: list[bool] = []
+
+    async def first_put(bucket: AsyncPostgresBucket) -> None:
+        results.append(await bucket.put(RateItem("k", T0, weight=3)))
+
+    async with AsyncTaskGroup() as tasks:
+        for bucket in buckets:
+            tasks.start_soon(first_put, bucket)
+    assert results == [True] * 8
+    with psycopg.connect(postgres_dsn) as conn:
+        indexes = conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s", [table]).fetchone()
+    assert indexes == (2,)
+
+
+async def test_server_restart_gives_clear_errors_then_correct_decisions(
+    request: pytest.FixtureRequest, postgres_handle: PostgresServer
+) -> None:
+    rates = [Rate(4, 50)]
+    # check: a pool that tests connections replaces the ones the restart broke before using them.
+    pool = await open_postgres_pool(request, check=True, timeout=0.5)
+    key = unique_key()
+    bucket = AsyncPostgresBucket(pool, POSTGRES_TABLE, rates, key=key)
+    clock = AsyncPostgresClock(pool)
+    admitted: list[tuple[int, int]] = []
+    errors: list[BackendError] = []
+    stopping = False
+
+    async def traffic() -> None:
+        while not stopping:
+            item = RateItem("k", int(time.time() * 1000))
+            try:
+                if await bucket.put(item):
+                    admitted.append((item.timestamp, item.weight))
+            except BackendError as error:
+                errors.append(error)
+            await asleep(0.002)
+
+    async def until(condition: Any, what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not condition():
+            assert time.monotonic() < deadline, what
+            await asleep(0.01)
+
+    try:
+        async with AsyncTaskGroup() as tasks:
+            for _ in range(4):
+                tasks.start_soon(traffic)
+            await until(lambda: len(admitted) >= 10, "no traffic admitted")
+            await arun_blocking(postgres_handle.stop)
+            await until(lambda: len(errors) >= 4, "no errors while the server is down")
+            with pytest.raises(BackendError, match="PostgreSQL backend of PostgresClock failed"):
+                await clock.now()
+            down = len(admitted)
+            await arun_blocking(postgres_handle.start)
+            await until(lambda: len(admitted) >= down + 10, "no traffic admitted after the restart")
+            stopping = True
+    finally:
+        stopping = True
+        await close_postgres_pool(pool)
+    assert all("PostgreSQL backend of PostgresBucket failed" in str(error) for error in errors)
+    assert all(isinstance(error.__cause__, psycopg.Error) for error in errors)
+    assert_windows_hold(admitted, rates)
+    # Nothing stored that was not admitted; nothing admitted lost (the newest rows are all kept).
+    stored = Counter((row[1], row[2]) for row in rows(postgres_handle.dsn, POSTGRES_TABLE, key))
+    assert not stored - Counter(admitted)
+    newest = max(admitted)[0]
+    assert Counter(entry for entry in admitted if entry[0] >= newest - rates[-1].interval) <= stored
+
+
+async def test_server_clock_is_epoch_ms_whatever_the_session_time_zone(request: pytest.FixtureRequest) -> None:
+    pool = await open_postgres_pool(request, kwargs={"options": "-c TimeZone=Pacific/Kiritimati"})
+    try:
+        before = int(time.time() * 1000)
+        now = await AsyncPostgresClock(pool).now()
+        after = int(time.time() * 1000)
+        assert before - 1000 <= now <= after + 1000  # the server runs on this machine's clock
+    finally:
+        await close_postgres_pool(pool)
+
+
+async def test_limiter_with_server_clock(
+    pool: AsyncConnectionPool[Any] | ConnectionPool[Any], postgres_dsn: str
+) -> None:
+    key = unique_key()
+    bucket = AsyncPostgresBucket(pool, POSTGRES_TABLE, [Rate(3, Duration.MINUTE)], key=key)
+    limiter = AsyncLimiter(bucket, clock=AsyncPostgresClock(pool))
+    before = int(time.time() * 1000)
+    for _ in range(3):
+        assert await limiter.try_acquire("k")
+    with pytest.raises(BucketFullException):
+        await limiter.try_acquire("k")
+    assert all(abs(row[1] - before) < 5000 for row in rows(postgres_dsn, POSTGRES_TABLE, key))
+    await bucket.flush()

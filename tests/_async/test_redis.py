@@ -1,0 +1,303 @@
+"""The Redis bucket beyond the conformance suite: outages, script cache loss, cost, TTL and server time."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from bisect import bisect_right
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import redis
+from redis.crc import key_slot
+
+from pyrate_limiter import (
+    AsyncInMemoryBucket,
+    AsyncLimiter,
+    AsyncRedisBucket,
+    BackendError,
+    BucketFullException,
+    Duration,
+    Rate,
+    RateItem,
+)
+from pyrate_limiter._async.buckets.redis import SHA
+from pyrate_limiter._concurrency import AsyncTaskGroup, aresolve, arun_blocking
+from pyrate_limiter._window import SlidingLog
+from tests.redis_clients import close_client, redis_client
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from tests.servers import RedisServer
+
+T0 = 1_700_000_000_000
+
+
+def new_key() -> str:
+    # The server lives for the whole session and both variants run: every test gets its own key.
+    return f"test-redis-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+async def client(redis_url: str, native_async_driver: bool) -> AsyncIterator[Any]:
+    made = redis_client(redis_url, native_async_driver)
+    yield made
+    await aresolve(close_client(made))
+
+
+@pytest.fixture
+def admin(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url, decode_responses=True)
+
+
+async def command_calls(admin: redis.Redis) -> dict[str, int]:
+    """Calls per command since the last reset, scripts' inner commands included."""
+    stats: dict[str, Any] = await arun_blocking(admin.info, "commandstats")
+    return {
+        name: entry["calls"] for name, entry in stats.items() if not name.startswith(("cmdstat_info", "cmdstat_config"))
+    }
+
+
+async def test_matches_the_in_memory_reference_on_random_traffic(client: Any) -> None:
+    rng = random.Random(20261129)
+    rates = [Rate(5, 100), Rate(12, 1000)]
+    ours, reference = AsyncRedisBucket(rates, client, new_key()), AsyncInMemoryBucket(rates)
+    reference._log = log = SettlingLog(rates)
+    t = T0
+    for step in range(500):
+        t += rng.randint(0, 25)
+        stamp = t - rng.choice([0, 0, 3, 15, 150])  # skewed clocks: items older than the newest entry
+        weight = rng.choice([0, 1, 1, 1, 2, 3, 6])
+        name = f"n{step % 3}"
+        roll = rng.random()
+        if roll < 0.6:
+            max_delay = rng.choice([None, 0, 40, 300, 5000])
+            item, settled = RateItem(name, stamp, weight), max(stamp, log.floor)
+            got = await ours.reserve(item, max_delay)
+            assert got == await reference.reserve(RateItem(name, stamp, weight), max_delay), step
+            assert item.timestamp == settled, step
+            if got[1] is None and got[0] > 0 and rng.random() < 0.3:  # a cancelled waiter
+                await ours.release(RateItem(name, settled + got[0], weight))
+                await reference.release(RateItem(name, settled + got[0], weight))
+        elif roll < 0.75:
+            item = RateItem(name, stamp, weight)
+            assert await ours.waiting(item) == await reference.waiting(item), step
+        elif roll < 0.85:
+            assert await ours.leak(stamp) == await reference.leak(stamp), step
+        else:
+            assert await ours.put(RateItem(name, stamp, weight)) == await reference.put(RateItem(name, stamp, weight))
+            assert ours.failing_rate == reference.failing_rate
+        assert await ours.count() == await reference.count(), step
+        index = rng.randint(-1, await reference.count())
+        mine, theirs = await ours.peek(index), await reference.peek(index)
+        assert (mine and (mine.name, mine.timestamp)) == (theirs and (theirs.name, theirs.timestamp)), step
+
+
+class SettlingLog(SlidingLog):
+    """The reference log, deciding an item stamped behind its newest trimmed entry's reach later.
+
+    What the Redis script does (and what ``_window.py`` should do: reported to the lead).
+    """
+
+    __slots__ = ("floor",)
+
+    def __init__(self, rates: list[Rate]) -> None:
+        super().__init__(rates)
+        self.floor = 0
+
+    def reserve(self, name: Any, t: int, weight: int, max_delay: int | None) -> tuple[int, Rate | None]:
+        return super().reserve(name, max(t, self.floor), weight, max_delay)
+
+    def waiting(self, t: int, weight: int) -> int:
+        return super().waiting(max(t, self.floor), weight)
+
+    def _trim(self, horizon: int) -> None:
+        # The newest trimmed entry with some weight: weight 0 changes no window (Redis keeps none).
+        cum, first = self._cum, self._head
+        for i in range(bisect_right(self._ts, horizon, first) - 1, first - 1, -1):
+            if cum[i] > (cum[i - 1] if i > first else self._base):
+                self.floor = max(self.floor, self._ts[i] + self._longest)
+                break
+        super()._trim(horizon)
+
+
+async def test_a_late_item_cannot_reach_behind_what_was_trimmed(client: Any) -> None:
+    rate = Rate(2, 1000)
+    bucket = AsyncRedisBucket([rate], client, new_key())
+    assert await bucket.put(RateItem("a", T0))
+    assert await bucket.put(RateItem("b", T0 + 500))
+    assert not await bucket.put(RateItem("x", T0 + 1001, 2))  # refused, but trims "a" away
+    late = RateItem("c", T0 + 999)  # stamped before "x" was decided, decided after it
+    assert await bucket.put(late)
+    # At T0 + 999 it would make three in (T0 - 1, T0 + 999]: it is booked when "a" has left.
+    assert late.timestamp == T0 + 1000
+    assert_windows_hold([(T0, 1), (T0 + 500, 1), (late.timestamp, 1)], [rate])
+    assert not await bucket.put(RateItem("d", T0 + 1001))
+
+
+async def test_weight_costs_no_extra_commands(client: Any, admin: redis.Redis) -> None:
+    light = AsyncRedisBucket([Rate(10**9, Duration.HOUR)], client, new_key())
+    heavy = AsyncRedisBucket([Rate(10**9, Duration.HOUR)], client, new_key())
+    for bucket in (light, heavy):  # connects (and says hello) outside the count
+        assert await bucket.put(RateItem("warm-up", T0))
+    calls = []
+    for bucket, weight in ((light, 1), (heavy, 10_000)):
+        await arun_blocking(admin.config_resetstat)
+        for i in range(20):
+            assert await bucket.put(RateItem("k", T0 + i, weight))
+        calls.append(await command_calls(admin))
+    assert calls[0] == calls[1]
+    assert calls[0]["cmdstat_evalsha"] == 20  # one round trip per decision
+    assert calls[0]["cmdstat_zadd"] == 40  # one entry per item in each of two sets, whatever its weight
+    assert await heavy.count() == 200_001
+
+
+async def test_a_delayed_acquire_is_one_round_trip(client: Any, admin: redis.Redis) -> None:
+    bucket = AsyncRedisBucket([Rate(2, 50)], client, new_key())
+    limiter = AsyncLimiter(bucket, max_delay=1000)
+    assert await bucket.count() == 0  # connects outside the count
+    await arun_blocking(admin.config_resetstat)
+    for _ in range(6):
+        assert await limiter.try_acquire("k")
+    calls = await command_calls(admin)
+    assert calls["cmdstat_evalsha"] == 6
+    assert set(calls) <= {"cmdstat_evalsha", *(f"cmdstat_{c}" for c in _SCRIPT_COMMANDS)}
+
+
+_SCRIPT_COMMANDS = [
+    "hget",
+    "hincrby",
+    "hset",
+    "pexpire",
+    "zadd",
+    "zincrby",
+    "zrange",
+    "zrangebyscore",
+    "zremrangebyscore",
+    "zrevrangebyscore",
+    "zscore",
+    "time",
+]
+
+
+async def test_concurrent_waiters_keep_every_window_within_its_limit(client: Any) -> None:
+    rates = [Rate(3, 60), Rate(5, 150)]
+    bucket = AsyncRedisBucket(rates, client, new_key())
+    admitted: list[tuple[int, int]] = []
+
+    async def worker(i: int) -> None:
+        item = RateItem("k", T0 + i, 1 + i % 2)
+        delay, rate = await bucket.reserve(item, 10_000)
+        assert rate is None
+        admitted.append((item.timestamp + delay, item.weight))
+
+    async with AsyncTaskGroup() as tasks:
+        for i in range(24):
+            tasks.start_soon(worker, i)
+    assert_windows_hold(admitted, rates)
+
+
+async def test_script_flush_in_the_middle_of_traffic_is_invisible(client: Any, admin: redis.Redis) -> None:
+    bucket = AsyncRedisBucket([Rate(10, Duration.MINUTE)], client, new_key())
+    results = []
+    for i in range(15):
+        if i % 4 == 1:
+            await arun_blocking(admin.script_flush)
+        results.append(await bucket.put(RateItem("k", T0 + i)))
+    assert results == [True] * 10 + [False] * 5
+    assert await arun_blocking(admin.script_exists, SHA) == [True]
+
+
+async def test_a_restarted_server_reads_as_a_backend_failure_then_recovers(
+    redis_handle: RedisServer, native_async_driver: bool
+) -> None:
+    client = redis_client(redis_handle.url, native_async_driver, retries=1)
+    try:
+        bucket = AsyncRedisBucket([Rate(2, Duration.MINUTE)], client, new_key())
+        limiter = AsyncLimiter(bucket)
+        assert await limiter.try_acquire("k")
+        await arun_blocking(redis_handle.stop)
+        try:
+            for _ in range(3):
+                with pytest.raises(BackendError, match="Redis backend failed") as failed:
+                    await limiter.try_acquire("k")
+                assert isinstance(failed.value.__cause__, redis.RedisError)
+                assert not isinstance(failed.value, BucketFullException)
+        finally:
+            await arun_blocking(redis_handle.start)
+        # The server came back empty, with no script cached: both are recovered silently.
+        assert await limiter.try_acquire("k")
+        assert await limiter.try_acquire("k")
+        with pytest.raises(BucketFullException):
+            await limiter.try_acquire("k")
+        assert await bucket.count() == 2
+    finally:
+        await aresolve(close_client(client))
+
+
+async def test_every_key_expires_after_the_longest_interval_and_reservations(client: Any, admin: redis.Redis) -> None:
+    key = new_key()
+    bucket = AsyncRedisBucket([Rate(1, 2000), Rate(2, 4000)], client, key)
+    assert await bucket.put(RateItem("k", T0))
+    keys = [f"{{{key}}}:ts", f"{{{key}}}:cum", f"{{{key}}}:meta"]
+    for name in keys:
+        assert 4000 < await arun_blocking(admin.pttl, name) <= 5000
+    assert await bucket.reserve(RateItem("k", T0 + 10), 3000) == (1990, None)
+    for name in keys:
+        assert 4000 + 1990 < await arun_blocking(admin.pttl, name) <= 5000 + 1990
+    assert len({key_slot(name.encode()) for name in keys}) == 1  # one hash tag: one cluster node
+
+
+async def test_server_time_decides_at_the_servers_clock(client: Any, admin: redis.Redis) -> None:
+    bucket = AsyncRedisBucket([Rate(2, Duration.MINUTE)], client, new_key(), server_time=True)
+    seconds, micros = await arun_blocking(admin.time)
+    before = seconds * 1000 + micros // 1000
+    far_future, far_past = RateItem("a", T0 * 2), RateItem("b", 0)
+    assert await bucket.put(far_future)
+    assert await bucket.put(far_past)
+    assert not await bucket.put(RateItem("c", T0 * 3))  # the clocks disagree; the server decides
+    for item in (far_future, far_past):
+        assert before <= item.timestamp <= before + 10_000  # restamped with the server's time
+    newest = await bucket.peek(0)
+    assert newest is not None
+    assert newest.timestamp == far_past.timestamp
+    assert await bucket.leak(T0 * 5) == 0  # leaks at the server's clock too, not at the one given
+    delay, rate = await bucket.reserve(RateItem("d", 0), Duration.MINUTE)
+    assert rate is None
+    assert 0 < delay <= Duration.MINUTE
+
+
+async def test_a_limiter_waits_at_the_servers_clock(client: Any, admin: redis.Redis) -> None:
+    bucket = AsyncRedisBucket([Rate(2, 50)], client, new_key(), server_time=True)
+    limiter = AsyncLimiter(bucket, max_delay=1000)
+    seconds, micros = await arun_blocking(admin.time)
+    for _ in range(5):
+        assert await limiter.try_acquire("k")
+    newest = await bucket.peek(0)
+    assert newest is not None
+    assert newest.timestamp - (seconds * 1000 + micros // 1000) >= 100  # two full windows waited out
+
+
+async def test_names_are_data_not_code(client: Any) -> None:
+    bucket = AsyncRedisBucket([Rate(3, Duration.MINUTE)], client, "a}{b'; redis.call('FLUSHALL') --")
+    odd = "x:1:y') redis.call('FLUSHALL') --\n\u00e9"
+    assert await bucket.put(RateItem(odd, T0, 2))
+    newest = await bucket.peek(1)
+    assert newest is not None
+    assert newest.name == odd
+    await bucket.release(RateItem(odd, T0, 2))
+    assert await bucket.count() == 0
+
+
+def assert_windows_hold(admitted: list[tuple[int, int]], rates: list[Rate]) -> None:
+    """No window ``(x - interval, x]`` holds more than ``limit`` units of the admitted items."""
+    admitted = sorted(admitted)
+    for rate in rates:
+        start, inside = 0, 0
+        for at, weight in admitted:
+            inside += weight
+            while admitted[start][0] <= at - rate.interval:
+                inside -= admitted[start][1]
+                start += 1
+            assert inside <= rate.limit, f"{inside} units in the {rate} window ending at {at}"
