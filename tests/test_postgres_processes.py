@@ -7,15 +7,13 @@ import os
 import random
 import threading
 import time
-from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-import psycopg
-from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from pyrate_limiter import PostgresBucket, Rate, RateItem
+from tests._async.test_postgres import assert_recorded_exactly, finish_audit, rows, start_audit
 
 PROCESSES = 4
 THREADS = 8
@@ -59,27 +57,17 @@ def hammer(dsn: str, key: str, ready: Any, seconds: float) -> tuple[list[tuple[i
 
 def test_processes_and_threads_sharing_a_bucket_never_exceed_its_rates(postgres_dsn: str) -> None:
     key = f"shared-{os.urandom(6).hex()}"
+    with ConnectionPool(postgres_dsn, min_size=1, max_size=1) as pool:
+        PostgresBucket(pool, TABLE, RATES, key=key).count()  # the table exists before the audit
+    audit = start_audit(postgres_dsn, TABLE, key)
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(PROCESSES, mp_context=context) as executor:
         ready = manager.Barrier(PROCESSES)
         futures = [executor.submit(hammer, postgres_dsn, key, ready, 1.5) for _ in range(PROCESSES)]
         results = [future.result(timeout=120) for future in futures]
+    recorded = finish_audit(postgres_dsn, TABLE, audit)
     admitted = sorted(entry for entries, _ in results for entry in entries)
     tries = sum(count for _, count in results)
     assert tries > 2 * len(admitted) > 0, "the bucket was never contended"
-    for rate in RATES:
-        start, used = 0, 0
-        for ts, weight in admitted:
-            used += weight
-            while admitted[start][0] <= ts - rate.interval:
-                used -= admitted[start][1]
-                start += 1
-            assert used <= rate.limit, f"{used} units within {rate.interval} ms ending at {ts}: {rate}"
-    # Nothing stored that was not admitted, nothing admitted lost: the last window is all there.
-    escaped = sql.SQL(sql.Identifier(TABLE).as_string(None).replace("%", "%%"))
-    query = sql.SQL("SELECT ts, weight FROM {} WHERE bucket = %s").format(escaped)
-    with psycopg.connect(postgres_dsn) as conn:
-        stored = Counter(conn.execute(query, [key]).fetchall())
-    assert not stored - Counter(admitted)
-    newest = admitted[-1][0]
-    assert Counter(entry for entry in admitted if entry[0] >= newest - 50) <= stored
+    # Items are recorded at their stamp, or later when a trim overtook them on their way.
+    assert_recorded_exactly(admitted, recorded, rows(postgres_dsn, TABLE, key), RATES)

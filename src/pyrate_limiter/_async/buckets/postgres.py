@@ -35,9 +35,10 @@ class AsyncPostgresBucket(AsyncAbstractBucket):
     transaction-level advisory lock on this bucket alone, so buckets never wait for each other and
     a held lock is waited for, never read as a full bucket. The table (in the connection's current
     schema) holds one row per admitted item (``bucket, name, ts, weight, cum``: epoch ms and a
-    running total of weight) and is created, with its function and indexes, on first use. Rows
-    stay one window longer than the rates need, so that an item up to a window late (clock skew
-    between machines) is still judged exactly; ``leak`` removes them at once.
+    running total of weight) and is created, with its functions and indexes, on first use.
+    Decisions and ``leak`` trim rows at or before ``t - longest interval`` and keep the newest
+    trimmed one as a marker (no name, weight 0): an item stamped before it plus the longest
+    interval (clock skew between machines) is decided as arriving then, as in every backend.
 
     :param pool: a ``psycopg_pool.ConnectionPool``; the async bucket also takes an async pool,
         awaited natively (on an event loop that pool cannot run on, give it the sync pool: its
@@ -73,6 +74,7 @@ class AsyncPostgresBucket(AsyncAbstractBucket):
         ident = {
             "table": sql.Identifier(table),
             "function": sql.Identifier(_derived_name(table, "decide")),
+            "trim": sql.Identifier(_derived_name(table, "trim")),
             "ts_index": sql.Identifier(_derived_name(table, "ts")),
             "cum_index": sql.Identifier(_derived_name(table, "cum")),
         }
@@ -83,11 +85,15 @@ class AsyncPostgresBucket(AsyncAbstractBucket):
         def render(query: str) -> bytes:
             return sql.SQL(query).format(**{**ident, "table": table_sql}).as_bytes(None)
 
-        body = sql.Literal(sql.SQL(_DECIDE_BODY).format(**ident).as_string(None))
+        def function(head: str, body: str) -> bytes:
+            literal = sql.Literal(sql.SQL(body).format(**ident).as_string(None))
+            return sql.SQL(head).format(body=literal, **ident).as_bytes(None)
+
         self._setup: Steps = [
             (_LOCK, [advisory_key(table, "\0setup")]),  # a NUL-free key can never be this one
             *((sql.SQL(query).format(**ident).as_bytes(None), None) for query in _SETUP),
-            (sql.SQL(_DECIDE_HEAD).format(body=body, **ident).as_bytes(None), None),
+            (function(_TRIM_HEAD, _TRIM_BODY), None),
+            (function(_DECIDE_HEAD, _DECIDE_BODY), None),
         ]
         self._decide_sql = render(_DECIDE_CALL)
         self._lock_sql = _LOCK
@@ -275,7 +281,7 @@ def _name(item: RateItem) -> str:
 def _derived_name(table: str, suffix: str) -> str:
     # A fixed-length name per table for its function and indexes: the table's own name may be 63 bytes.
     digest = hashlib.blake2b(table.encode(), digest_size=8, person=b"pyrate-table").hexdigest()
-    return f"pyrate_limiter_v1_{digest}_{suffix}"
+    return f"pyrate_limiter_v2_{digest}_{suffix}"
 
 
 _LOCK = b"SELECT pg_advisory_xact_lock(%s::bigint)"
@@ -283,12 +289,47 @@ _LOCK = b"SELECT pg_advisory_xact_lock(%s::bigint)"
 _NOW = b"SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
 _SETUP = [
-    "CREATE TABLE IF NOT EXISTS {table} (bucket text NOT NULL, name text NOT NULL, ts bigint NOT NULL, "
+    # name is NULL only in a bucket's trim marker: its oldest row, ts = the newest trimmed timestamp,
+    # cum = the weight ever trimmed (the base of every running total).
+    "CREATE TABLE IF NOT EXISTS {table} (bucket text NOT NULL, name text, ts bigint NOT NULL, "
     "weight bigint NOT NULL, cum bigint NOT NULL)",
-    # (bucket, ts, cum) trims and inserts out of order; (bucket, cum) finds where a window starts.
+    # Rows are in the same order by ts as by cum; rows of weight 0 share their predecessor's cum.
+    # (bucket, ts, cum) finds both ends, trims and inserts out of order; (bucket, cum, weight DESC)
+    # finds where a window starts: among equal totals, the row of weight comes first.
     "CREATE INDEX IF NOT EXISTS {ts_index} ON {table} (bucket, ts, cum)",
-    "CREATE INDEX IF NOT EXISTS {cum_index} ON {table} (bucket, cum)",
+    "CREATE INDEX IF NOT EXISTS {cum_index} ON {table} (bucket, cum, weight DESC)",
 ]
+
+_TRIM_HEAD = """
+CREATE OR REPLACE FUNCTION {trim}(p_bucket text, p_horizon bigint, OUT trimmed bigint, OUT base bigint)
+LANGUAGE plpgsql AS {body}
+"""
+
+# The caller holds the bucket's lock. Deletes the rows at or before the horizon and moves the
+# marker to the newest of them; returns the weight deleted and the base after.
+_TRIM_BODY = """
+DECLARE
+    v_mark bigint;
+    v_ts bigint;
+    v_cum bigint;
+BEGIN
+    SELECT CASE WHEN name IS NULL THEN ts END, CASE WHEN name IS NULL THEN cum ELSE 0 END INTO v_mark, base
+        FROM {table} WHERE bucket = p_bucket ORDER BY ts LIMIT 1;
+    base := coalesce(base, 0);
+    WITH gone AS (
+        DELETE FROM {table} WHERE bucket = p_bucket AND ts <= p_horizon AND name IS NOT NULL RETURNING ts, cum, weight
+    ) SELECT max(ts), max(cum), coalesce(sum(weight), 0) INTO v_ts, v_cum, trimmed FROM gone;
+    IF v_ts IS NULL THEN
+        RETURN;
+    END IF;
+    base := v_cum;
+    IF v_mark IS NULL THEN
+        INSERT INTO {table} (bucket, name, ts, weight, cum) VALUES (p_bucket, NULL, v_ts, 0, v_cum);
+    ELSE
+        UPDATE {table} SET ts = v_ts, cum = v_cum WHERE bucket = p_bucket AND ts = v_mark AND name IS NULL;
+    END IF;
+END
+"""
 
 _DECIDE_HEAD = """
 CREATE OR REPLACE FUNCTION {function}(
@@ -301,26 +342,34 @@ LANGUAGE plpgsql AS {body}
 # fresh snapshot, so everything after the lock sees what the previous holder committed.
 _DECIDE_BODY = """
 DECLARE
+    v_longest bigint := p_intervals[cardinality(p_intervals)];
+    v_now bigint := p_t;
+    v_mark bigint;
+    v_base bigint;
     v_total bigint := 0;
-    v_base bigint := 0;
     v_last bigint;
-    v_at bigint := p_t;
+    v_at bigint;
     v_need bigint;
     v_fits bigint;
     v_prev bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(p_lock);
-    IF p_record THEN
-        -- One window more than the rule needs: an item up to a window late (clock skew between
-        -- processes) must still count the rows a newer decision has passed over.
-        DELETE FROM {table} WHERE bucket = p_bucket AND ts <= p_t - 2 * p_intervals[cardinality(p_intervals)];
+    -- Nothing is judged before the marker plus the longest interval: the windows of an earlier
+    -- item would reach back over trimmed rows.
+    SELECT CASE WHEN name IS NULL THEN ts END, CASE WHEN name IS NULL THEN cum ELSE 0 END INTO v_mark, v_base
+        FROM {table} WHERE bucket = p_bucket ORDER BY ts LIMIT 1;
+    v_base := coalesce(v_base, 0);
+    IF v_mark IS NOT NULL AND v_now < v_mark + v_longest THEN
+        v_now := v_mark + v_longest;
     END IF;
-    SELECT cum, ts INTO v_total, v_last FROM {table} WHERE bucket = p_bucket ORDER BY cum DESC LIMIT 1;
-    IF FOUND THEN
-        SELECT cum - weight INTO v_base FROM {table} WHERE bucket = p_bucket ORDER BY cum LIMIT 1;
-    ELSE
+    IF p_record THEN
+        SELECT base INTO v_base FROM {trim}(p_bucket, v_now - v_longest);
+    END IF;
+    SELECT cum, ts INTO v_total, v_last FROM {table} WHERE bucket = p_bucket ORDER BY ts DESC, cum DESC LIMIT 1;
+    IF NOT FOUND THEN
         v_total := 0;
     END IF;
+    v_at := v_now;
     FOR i IN 1 .. cardinality(p_limits) LOOP
         v_need := v_total + p_weight - p_limits[i];
         CONTINUE WHEN v_need <= v_base;
@@ -330,31 +379,37 @@ BEGIN
             RETURN;
         END IF;
         SELECT ts + p_intervals[i] INTO v_fits FROM {table}
-            WHERE bucket = p_bucket AND cum >= v_need ORDER BY cum LIMIT 1;
+            WHERE bucket = p_bucket AND cum >= v_need ORDER BY cum, weight DESC LIMIT 1;
         IF v_fits > v_at THEN
             v_at := v_fits;
             rate := i - 1;
         END IF;
     END LOOP;
-    delay := v_at - p_t;
-    IF NOT p_record OR (rate IS NOT NULL AND (p_max_delay IS NULL OR delay > p_max_delay)) THEN
-        RETURN;
+    IF rate IS NULL THEN
+        delay := 0;  -- admitted at once, if late at v_now: the delay counts from no earlier than p_t
+    ELSE
+        delay := v_at - p_t;
+        IF NOT p_record OR p_max_delay IS NULL OR delay > p_max_delay THEN
+            RETURN;
+        END IF;
+        rate := NULL;
     END IF;
-    rate := NULL;
-    IF p_weight = 0 THEN
-        RETURN;  -- admitted, but a row of no weight would change no count: keeps running totals distinct
+    IF NOT p_record THEN
+        RETURN;
     END IF;
     IF v_last IS NULL OR v_at >= v_last THEN
         INSERT INTO {table} (bucket, name, ts, weight, cum)
             VALUES (p_bucket, p_name, v_at, p_weight, v_total + p_weight);
         RETURN;
     END IF;
-    -- Older than the newest entry (clock skew, or behind a reservation): insert in order.
+    -- Older than the newest row (clock skew, or behind a reservation): insert in order.
     SELECT cum INTO v_prev FROM {table} WHERE bucket = p_bucket AND ts <= v_at ORDER BY ts DESC, cum DESC LIMIT 1;
     IF NOT FOUND THEN
         v_prev := v_base;
     END IF;
-    UPDATE {table} SET cum = cum + p_weight WHERE bucket = p_bucket AND ts > v_at;
+    IF p_weight <> 0 THEN
+        UPDATE {table} SET cum = cum + p_weight WHERE bucket = p_bucket AND ts > v_at;
+    END IF;
     INSERT INTO {table} (bucket, name, ts, weight, cum) VALUES (p_bucket, p_name, v_at, p_weight, v_prev + p_weight);
 END
 """
@@ -364,28 +419,29 @@ _DECIDE_CALL = (
     "%s::bigint[], %s::bigint[], %s::boolean)"
 )
 
-_COUNT = (
-    "SELECT coalesce((SELECT cum FROM {table} WHERE bucket = %(bucket)s ORDER BY cum DESC LIMIT 1)"
-    " - (SELECT cum - weight FROM {table} WHERE bucket = %(bucket)s ORDER BY cum LIMIT 1), 0)"
+_TOTAL = "(SELECT cum FROM {table} WHERE bucket = %(bucket)s ORDER BY cum DESC LIMIT 1)"
+_BASE = (
+    "coalesce((SELECT CASE WHEN name IS NULL THEN cum ELSE 0 END FROM {table} WHERE bucket = %(bucket)s"
+    " ORDER BY ts LIMIT 1), 0)"
 )
+
+_COUNT = f"SELECT coalesce({_TOTAL}, 0) - {_BASE}"
 
 # The unit ``index`` places from the newest lies in the first row whose running total reaches it,
-# unless that row starts at or after it: then the unit was trimmed (or never existed).
+# unless it is at or below the base: then it was trimmed (or never existed).
 _PEEK = (
-    "SELECT name, ts FROM (SELECT name, ts, cum - weight AS before, u.unit FROM {table}, (SELECT "
-    "(SELECT cum FROM {table} WHERE bucket = %(bucket)s ORDER BY cum DESC LIMIT 1) - %(index)s::bigint AS unit) u"
-    " WHERE bucket = %(bucket)s AND cum >= u.unit ORDER BY cum LIMIT 1) first WHERE before < unit"
+    f"SELECT name, ts FROM {{table}}, (SELECT {_TOTAL} - %(index)s::bigint AS unit, {_BASE} AS base) u"
+    " WHERE bucket = %(bucket)s AND u.unit > u.base AND cum >= u.unit ORDER BY cum, weight DESC LIMIT 1"
 )
 
-_LEAK = (
-    "WITH gone AS (DELETE FROM {table} WHERE bucket = %s AND ts <= %s RETURNING weight) "
-    "SELECT coalesce(sum(weight), 0)::bigint FROM gone"
-)
+_LEAK = "SELECT trimmed FROM {trim}(%s::text, %s::bigint)"
 
 _FLUSH = "DELETE FROM {table} WHERE bucket = %s"
 
+# Rows after a row of weight have a running total at least its own; rows before, less.
 _RELEASE = (
     "WITH gone AS (DELETE FROM {table} WHERE ctid = (SELECT ctid FROM {table} WHERE bucket = %(bucket)s"
-    " AND ts = %(ts)s AND weight = %(weight)s AND name = %(name)s ORDER BY cum DESC LIMIT 1) RETURNING cum) "
-    "UPDATE {table} SET cum = cum - %(weight)s WHERE bucket = %(bucket)s AND cum > (SELECT cum FROM gone)"
+    " AND ts = %(ts)s AND weight = %(weight)s AND name = %(name)s ORDER BY cum DESC LIMIT 1) RETURNING cum, ctid) "
+    "UPDATE {table} SET cum = cum - %(weight)s WHERE bucket = %(bucket)s AND %(weight)s::bigint <> 0"
+    " AND cum >= (SELECT cum FROM gone) AND ctid <> (SELECT ctid FROM gone)"
 )
