@@ -213,8 +213,10 @@ class AsyncSQLiteBucket(AsyncAbstractBucket):
             fits = firsts[i] + interval
             if fits > at:
                 at, blocking = fits, i
+        # Admitted at once reports no delay, even when floored past ``t``: nothing to wait for.
+        delay = 0 if blocking is None else at - t
         if not record:
-            return (NEVER if at == NEVER else at - t), blocking
+            return (NEVER if at == NEVER else delay), blocking
         if oldest is not None and oldest <= t - self._longest:
             yield self._sql.trim, (t - self._longest,)
             yield self._sql.mark, (t - self._longest,)
@@ -223,17 +225,17 @@ class AsyncSQLiteBucket(AsyncAbstractBucket):
         if blocking is not None and (max_delay is None or at - t > max_delay):
             return at - t, blocking
         if weight <= 0:
-            return at - t, None  # admitted; a row of no weight would change no count
+            return delay, None  # admitted; a row of no weight would change no count
         if last is None or at >= last:
             yield self._sql.insert, (total + weight, at, weight, name)
-            return at - t, None
+            return delay, None
         # Older than the newest row (clock skew, or behind a reservation): insert in order.
         rows = yield self._sql.before, (at,)
         previous = rows[0][0] if rows else base
         yield self._sql.shift, (weight, previous)
         yield self._sql.unshift, ()
         yield self._sql.insert, (previous + weight, at, weight, name)
-        return at - t, None
+        return delay, None
 
     def _release_steps(self, at: int, weight: int, name: str) -> Steps:
         rows = yield self._sql.find, (at, weight, name)
