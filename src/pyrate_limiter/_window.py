@@ -34,16 +34,37 @@ NEVER = -1
 _COMPACT_AT = 4096
 _ADMITTED = (0, None)
 _NO_FLOOR = -(2**62)
+_NEVER_TRIM = 2**62
 
 
 class SlidingLog:
-    """One bucket's admitted items, oldest first, with every decision taken under one lock."""
+    """One bucket's admitted items, oldest first, with every decision taken under one lock.
 
-    __slots__ = ("_base", "_cum", "_floor", "_head", "_lock", "_longest", "_names", "_rates", "_ts")
+    Entries live in two ``array('q')`` (timestamp, running total) and a list of names: 24 bytes
+    an item. The newest timestamp, the total and the next trim time are also kept as plain
+    attributes, so admitting an item reads no array.
+    """
+
+    __slots__ = (
+        "_base",
+        "_cum",
+        "_floor",
+        "_head",
+        "_lock",
+        "_longest",
+        "_names",
+        "_newest",
+        "_rates",
+        "_room",
+        "_total",
+        "_trim_at",
+        "_ts",
+    )
 
     def __init__(self, rates: list[Rate]) -> None:
         self._rates = [(rate.limit, rate.interval, rate) for rate in rates]
         self._longest = max(rate.interval for rate in rates)
+        self._room = min(rate.limit for rate in rates)  # below this much weight, every rate has room
         # threading.Lock in both variants: no await happens while it is held, and the sync
         # twin is used from caller threads and the factory's leak thread at once.
         self._lock = threading.Lock()
@@ -53,6 +74,9 @@ class SlidingLog:
         self._head = 0  # entries before _head are trimmed, awaiting compaction
         self._base = 0  # cum of the last trimmed entry
         self._floor = _NO_FLOOR  # the last trimmed timestamp + longest: nothing is judged earlier
+        self._total = 0  # cum of the newest entry (the base when empty)
+        self._newest = _NO_FLOOR  # timestamp of the newest entry
+        self._trim_at = _NEVER_TRIM  # the oldest entry's timestamp + longest
 
     def reserve(self, name: Any, t: int, weight: int, max_delay: int | None) -> tuple[int, Rate | None]:
         """Record the item at the earliest time ``>= t`` it fits, if that is within ``max_delay``.
@@ -60,19 +84,27 @@ class SlidingLog:
         :return: ``(delay, None)`` when recorded at ``t + delay``; ``(wait, rate)`` when not, with
             the wait it would have needed (``NEVER`` if it cannot fit) and the rate that refused it.
         """
-        with self._lock:
+        # acquire/release rather than `with`: half the cost, on the path every acquire takes.
+        lock = self._lock
+        lock.acquire()
+        try:
             now = t if t >= self._floor else self._floor
-            ts, head = self._ts, self._head
-            if len(ts) > head and ts[head] <= now - self._longest:
+            if now >= self._trim_at:
                 self._trim(now - self._longest)
-                head = self._head
-            total = self._cum[-1] if len(ts) > head else self._base
-            at, rate = self._earliest(now, weight, total)
+            total = self._total
+            if total - self._base + weight <= self._room:
+                at, rate = now, None  # even the tightest rate has room for everything recorded
+            else:
+                at, rate = self._earliest(now, weight)
             if rate is None:
-                if len(ts) == head or now >= ts[-1]:  # the common case: newest so far
-                    ts.append(now)
+                if now >= self._newest:  # the common case: newest so far
+                    self._ts.append(now)
                     self._cum.append(total + weight)
                     self._names.append(name)
+                    self._total = total + weight
+                    self._newest = now
+                    if self._trim_at == _NEVER_TRIM:
+                        self._trim_at = now + self._longest
                 else:
                     self._insert(name, now, weight)
                 return _ADMITTED
@@ -80,11 +112,13 @@ class SlidingLog:
                 self._insert(name, at, weight)
                 return at - t, None
             return (NEVER if at == NEVER else at - t), rate
+        finally:
+            lock.release()
 
     def waiting(self, t: int, weight: int) -> int:
         """Milliseconds from ``t`` until an item of ``weight`` would fit; ``NEVER`` if it cannot."""
         with self._lock:
-            at, rate = self._earliest(max(t, self._floor), weight, self._total())
+            at, rate = self._earliest(max(t, self._floor), weight)
             return 0 if rate is None else (NEVER if at == NEVER else at - t)
 
     def release(self, name: Any, at: int, weight: int) -> bool:
@@ -97,6 +131,7 @@ class SlidingLog:
                     del ts[i], cum[i], self._names[i]
                     for j in range(i, len(cum)):
                         cum[j] -= weight
+                    self._refresh()
                     return True
             return False
 
@@ -110,12 +145,12 @@ class SlidingLog:
     def count(self) -> int:
         """Units of weight recorded, reservations included."""
         with self._lock:
-            return self._total() - self._base
+            return self._total - self._base
 
     def peek(self, index: int) -> tuple[Any, int] | None:
         """Name and timestamp of the unit ``index`` places from the newest, as if weights were split."""
         with self._lock:
-            unit = self._total() - index
+            unit = self._total - index
             if index < 0 or unit <= self._base:
                 return None
             i = bisect_left(self._cum, unit, self._head)
@@ -127,16 +162,14 @@ class SlidingLog:
             del self._ts[:], self._cum[:], self._names[:]
             self._head = self._base = 0
             self._floor = _NO_FLOOR
+            self._refresh()
 
     # -- helpers, called with the lock held --------------------------------------------------
 
-    def _total(self) -> int:
-        return self._cum[-1] if len(self._cum) > self._head else self._base
-
-    def _earliest(self, t: int, weight: int, total: int) -> tuple[int, Rate | None]:
+    def _earliest(self, t: int, weight: int) -> tuple[int, Rate | None]:
         """The earliest time ``>= t`` the item fits, and the rate that pushed it past ``t``."""
         at, blocking = t, None
-        cum, head = self._cum, self._head
+        cum, head, total = self._cum, self._head, self._total
         for limit, interval, rate in self._rates:
             need = total + weight - limit  # P(s - interval) must reach this
             if need <= self._base:
@@ -157,6 +190,7 @@ class SlidingLog:
         self._names.insert(i, name)
         for j in range(i + 1, len(cum)):
             cum[j] += weight
+        self._refresh()
 
     def _trim(self, horizon: int) -> None:
         head = self._head
@@ -169,3 +203,15 @@ class SlidingLog:
             del self._ts[:head], self._cum[:head], self._names[:head]
             head = 0
         self._head = head
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Re-read the cached ends of the log after a change other than an append."""
+        if len(self._ts) > self._head:
+            self._total = self._cum[-1]
+            self._newest = self._ts[-1]
+            self._trim_at = self._ts[self._head] + self._longest
+        else:
+            self._total = self._base
+            self._newest = _NO_FLOOR
+            self._trim_at = _NEVER_TRIM

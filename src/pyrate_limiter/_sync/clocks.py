@@ -22,11 +22,11 @@ class TimeClock(AbstractClock):
     """Wall-clock time (``time.time()``): comparable across processes and machines."""
 
     def now(self) -> int:
-        return int(time.time() * 1000)
+        return time.time_ns() // 1_000_000  # integer arithmetic: cheaper than via a float
 
 
 class MonotonicClock(AbstractClock):
     """Monotonic time: never jumps backwards, but only meaningful inside one process."""
 
     def now(self) -> int:
-        return int(time.monotonic() * 1000)
+        return time.monotonic_ns() // 1_000_000
