@@ -72,3 +72,81 @@ def test_a_late_item_never_reaches_back_over_trimmed_entries() -> None:
     assert log.peek(0) == ("d", 1000)
     assert log.reserve("e", 999, 1, None)[1] is not None
     assert log.waiting(500, 1) == 1500
+
+
+class NaiveLog:
+    """The rule of _window.py written the slow, obvious way: a reference for the fast log."""
+
+    def __init__(self, rates: list[Rate]) -> None:
+        self.rates = rates
+        self.longest = max(rate.interval for rate in rates)
+        self.entries: list[tuple[int, int, str]] = []  # (ts, weight, name), in order
+        self.floor: int | None = None
+
+    def earliest(self, t: int, weight: int) -> tuple[int, Rate | None]:
+        at, blocking = t, None
+        for rate in self.rates:
+            if weight > rate.limit:
+                return NEVER, rate
+            s = t
+            while sum(w for ts, w, _ in self.entries if ts > s - rate.interval) + weight > rate.limit:
+                s = min(ts for ts, _, _ in self.entries if ts > s - rate.interval) + rate.interval
+            if s > at:
+                at, blocking = s, rate
+        return at, blocking
+
+    def trim(self, horizon: int) -> None:
+        gone = [e for e in self.entries if e[0] <= horizon]
+        if gone:
+            self.floor = max(e[0] for e in gone) + self.longest
+            self.entries = [e for e in self.entries if e[0] > horizon]
+
+    def reserve(self, name: str, t: int, weight: int, max_delay: int | None) -> tuple[int, Rate | None]:
+        now = t if self.floor is None else max(t, self.floor)
+        self.trim(now - self.longest)
+        at, rate = self.earliest(now, weight)
+        if rate is None:
+            self.insert(now, weight, name)
+            return 0, None
+        if at != NEVER and max_delay is not None and at - t <= max_delay:
+            self.insert(at, weight, name)
+            return at - t, None
+        return (NEVER if at == NEVER else at - t), rate
+
+    def insert(self, at: int, weight: int, name: str) -> None:
+        i = len([e for e in self.entries if e[0] <= at])
+        self.entries.insert(i, (at, weight, name))
+
+    def count(self) -> int:
+        return sum(w for _, w, _ in self.entries)
+
+    def peek(self, index: int) -> tuple[str, int] | None:
+        units = [(name, ts) for ts, w, name in self.entries for _ in range(w)]
+        return units[-1 - index] if 0 <= index < len(units) else None
+
+
+def test_fast_log_matches_the_obvious_rule_on_random_traffic() -> None:
+    rng = random.Random(5)
+    rates = [Rate(3, 100), Rate(7, 400)]
+    fast, slow = SlidingLog(rates), NaiveLog(rates)
+    t = 0
+    for step in range(4000):
+        t += rng.randint(0, 25)
+        stamp = t - rng.choice([0, 0, 0, 5, 150, 500])  # some items come late, some very late
+        weight, name = rng.randint(0, 4), f"n{step % 5}"
+        max_delay = rng.choice([None, 0, 40, 1000])
+        assert fast.reserve(name, stamp, weight, max_delay) == slow.reserve(name, stamp, weight, max_delay), step
+        if step % 7 == 0 and slow.entries:
+            ts, w, victim = rng.choice(slow.entries)
+            assert fast.release(victim, ts, w)
+            slow.entries.remove((ts, w, victim))
+        if step % 11 == 0:
+            before = slow.count()
+            slow.trim(t - slow.longest)
+            assert fast.leak(t) == before - slow.count()
+        probe = rng.randint(1, 4)
+        expected_at, expected_rate = slow.earliest(max(t, slow.floor or t), probe)
+        expected = 0 if expected_rate is None else (NEVER if expected_at == NEVER else expected_at - t)
+        assert fast.waiting(t, probe) == expected
+        assert fast.count() == slow.count()
+        assert [fast.peek(i) for i in range(4)] == [slow.peek(i) for i in range(4)]
