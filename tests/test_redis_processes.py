@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from pyrate_limiter import Rate, RateItem, RedisBucket, TimeClock
+from tests.windows import assert_windows_hold
 
 RATES = [Rate(8, 100), Rate(20, 500)]
 PROCESSES = 4
@@ -57,19 +58,6 @@ def run_processes(url: str, key: str, server_time: bool, max_delay: int | None) 
             worker.join(10)
             if worker.is_alive():
                 worker.kill()
-
-
-def assert_windows_hold(admitted: list[list[int]], rates: list[Rate]) -> None:
-    """No window ``(x - interval, x]`` holds more than ``limit`` units of the admitted items."""
-    admitted = sorted(admitted)
-    for rate in rates:
-        start, inside = 0, 0
-        for at, weight, *_ in admitted:
-            inside += weight
-            while admitted[start][0] <= at - rate.interval:
-                inside -= admitted[start][1]
-                start += 1
-            assert inside <= rate.limit, f"{inside} units in the {rate} window ending at {at}"
 
 
 @pytest.mark.parametrize("server_time", [False, True], ids=["client-clock", "server-clock"])

@@ -14,6 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import TYPE_CHECKING
 
 from pyrate_limiter import Rate, RateItem, SQLiteBucket
+from tests.windows import assert_windows_hold
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -81,26 +82,13 @@ def test_processes_sharing_a_file_never_exceed_its_rates(tmp_path: Path) -> None
     tries = sum(count for _, count in results)
     assert tries > 4 * len(admitted) > 0, "the bucket was never under pressure"
     for rate in RATES:
-        assert_no_window_exceeds(admitted, rate)
+        assert_windows_hold(admitted, [rate])
     # One row per admitted item, none lost, none extra: past the trimmed ones, the file holds
     # exactly what the processes saw admitted.
     with contextlib.closing(sqlite3.connect(path)) as conn:
         rows = sorted(conn.execute('SELECT ts, weight FROM "shared ""bucket""; --" WHERE weight > 0').fetchall())
     assert rows
     assert rows == [entry for entry in admitted if entry[0] >= rows[0][0]]
-
-
-def assert_no_window_exceeds(admitted: list[tuple[int, int]], rate: Rate) -> None:
-    """No window ``(end - interval, end]`` holds more than ``limit`` units (``admitted`` sorted by time)."""
-    start = used = 0
-    for end, (ts, weight) in enumerate(admitted):
-        used += weight
-        while admitted[start][0] <= ts - rate.interval:
-            used -= admitted[start][1]
-            start += 1
-        # Later entries with the same timestamp are in the same window: count them too.
-        same = sum(w for t, w in admitted[end + 1 :] if t == ts)
-        assert used + same <= rate.limit, f"{used + same} units in the {rate} window ending at {ts}"
 
 
 def fill(path: str) -> tuple[bool, int]:

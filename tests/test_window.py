@@ -4,26 +4,20 @@ from __future__ import annotations
 
 import random
 
-from pyrate_limiter import Rate
+from pyrate_limiter import Rate, RateItem
 from pyrate_limiter._window import NEVER, SlidingLog
 
-
-def window_ok(entries: list[tuple[int, int]], rates: list[Rate]) -> bool:
-    for rate in rates:
-        for start, _ in entries:
-            if sum(w for ts, w in entries if start <= ts < start + rate.interval) > rate.limit:
-                return False
-    return True
+from .windows import assert_windows_hold
 
 
 def test_out_of_order_items_are_inserted_in_place() -> None:
     log = SlidingLog([Rate(3, 1000)])
-    assert log.reserve("b", 110, 1, None) == (0, None)
-    assert log.reserve("a", 100, 1, None) == (0, None)  # a caller whose clock lags
+    assert log.reserve(RateItem("b", 110, 1), None) == (0, None)
+    assert log.reserve(RateItem("a", 100, 1), None) == (0, None)  # a caller whose clock lags
     assert log.peek(0) == ("b", 110)
     assert log.peek(1) == ("a", 100)
-    assert log.reserve("c", 105, 1, None) == (0, None)
-    assert log.reserve("d", 120, 1, None)[1] is not None
+    assert log.reserve(RateItem("c", 105, 1), None) == (0, None)
+    assert log.reserve(RateItem("d", 120, 1), None)[1] is not None
     assert log.count() == 3
 
 
@@ -37,18 +31,19 @@ def test_admitted_entries_respect_every_window_exactly() -> None:
         t += rng.randint(0, 20)
         stamp = t - rng.randint(0, 3)
         weight = rng.randint(1, 3)
-        delay, rate = log.reserve("k", stamp, weight, rng.choice([None, 0, 300]))
+        item = RateItem("k", stamp, weight)
+        delay, rate = log.reserve(item, rng.choice([None, 0, 300]))
         if rate is None:
-            recorded.append((stamp + delay, weight))
+            recorded.append((item.timestamp + delay, weight))  # restamped if it came too late
     recorded.sort()
-    assert window_ok(recorded, rates)
+    assert_windows_hold(recorded, rates)
     # And it admitted nearly all that the slow rate allows over the run.
     assert sum(w for _, w in recorded) >= 0.8 * rates[-1].limit * t / rates[-1].interval
 
 
 def test_heavier_than_limit_never_fits() -> None:
     log = SlidingLog([Rate(3, 1000), Rate(10, 5000)])
-    assert log.reserve("k", 0, 4, 10**9) == (NEVER, Rate(3, 1000))
+    assert log.reserve(RateItem("k", 0, 4), 10**9) == (NEVER, Rate(3, 1000))
     assert log.waiting(0, 4) == NEVER
     assert log.count() == 0
 
@@ -56,21 +51,23 @@ def test_heavier_than_limit_never_fits() -> None:
 def test_compaction_keeps_counts_and_windows() -> None:
     log = SlidingLog([Rate(2, 10)])
     for t in range(0, 200_000, 10):
-        assert log.reserve("k", t, 2, None) == (0, None)
+        assert log.reserve(RateItem("k", t, 2), None) == (0, None)
     assert log.count() == 2
-    assert log.reserve("k", 199_995, 1, None)[1] is not None
+    assert log.reserve(RateItem("k", 199_995, 1), None)[1] is not None
     assert log.leak(10**9) == 2
     assert log.count() == 0
 
 
 def test_a_late_item_never_reaches_back_over_trimmed_entries() -> None:
     log = SlidingLog([Rate(3, 1000)])
-    assert log.reserve("a", 0, 2, None) == (0, None)
-    assert log.reserve("c", 1000, 1, None) == (0, None)  # trims "a"
-    # Stamped at 999, when "a" still counted: judged and recorded at 1000 instead.
-    assert log.reserve("d", 999, 2, None) == (0, None)
+    assert log.reserve(RateItem("a", 0, 2), None) == (0, None)
+    assert log.reserve(RateItem("c", 1000, 1), None) == (0, None)  # trims "a"
+    # Stamped at 999, when "a" still counted: judged, recorded and restamped at 1000 instead.
+    late = RateItem("d", 999, 2)
+    assert log.reserve(late, None) == (0, None)
+    assert late.timestamp == 1000
     assert log.peek(0) == ("d", 1000)
-    assert log.reserve("e", 999, 1, None)[1] is not None
+    assert log.reserve(RateItem("e", 999, 1), None)[1] is not None
     assert log.waiting(500, 1) == 1500
 
 
@@ -101,8 +98,9 @@ class NaiveLog:
             self.floor = max(e[0] for e in gone) + self.longest
             self.entries = [e for e in self.entries if e[0] > horizon]
 
-    def reserve(self, name: str, t: int, weight: int, max_delay: int | None) -> tuple[int, Rate | None]:
-        now = t if self.floor is None else max(t, self.floor)
+    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+        name, weight = item.name, item.weight
+        now = t = item.timestamp = item.timestamp if self.floor is None else max(item.timestamp, self.floor)
         self.trim(now - self.longest)
         at, rate = self.earliest(now, weight)
         if rate is None:
@@ -135,11 +133,14 @@ def test_fast_log_matches_the_obvious_rule_on_random_traffic() -> None:
         stamp = t - rng.choice([0, 0, 0, 5, 150, 500])  # some items come late, some very late
         weight, name = rng.randint(0, 4), f"n{step % 5}"
         max_delay = rng.choice([None, 0, 40, 1000])
-        assert fast.reserve(name, stamp, weight, max_delay) == slow.reserve(name, stamp, weight, max_delay), step
+        fast_item, slow_item = RateItem(name, stamp, weight), RateItem(name, stamp, weight)
+        assert fast.reserve(fast_item, max_delay) == slow.reserve(slow_item, max_delay), step
+        assert fast_item.timestamp == slow_item.timestamp
         if step % 7 == 0 and slow.entries:
             ts, w, victim = rng.choice(slow.entries)
             assert fast.release(victim, ts, w)
-            slow.entries.remove((ts, w, victim))
+            # Of identical entries, the newest goes, as in the fast log.
+            del slow.entries[len(slow.entries) - 1 - slow.entries[::-1].index((ts, w, victim))]
         if step % 11 == 0:
             before = slow.count()
             slow.trim(t - slow.longest)

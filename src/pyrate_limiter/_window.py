@@ -15,7 +15,8 @@ PostgreSQL run the same steps server-side):
   newest trimmed timestamp ``b`` is remembered, and no item is judged or recorded before
   ``b + longest``: an item stamped before a trim that already happened (clock skew, a caller
   that lagged) counts as arriving at that point, since its own window would reach back over
-  entries that are gone.
+  entries that are gone. The item is then restamped with that time, and any delay counts
+  from it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._rate import Rate
+    from ._rate import Rate, RateItem
 
 NEVER = -1
 """The wait reported for an item heavier than some rate's limit: it can never fit."""
@@ -78,17 +79,23 @@ class SlidingLog:
         self._newest = _NO_FLOOR  # timestamp of the newest entry
         self._trim_at = _NEVER_TRIM  # the oldest entry's timestamp + longest
 
-    def reserve(self, name: Any, t: int, weight: int, max_delay: int | None) -> tuple[int, Rate | None]:
-        """Record the item at the earliest time ``>= t`` it fits, if that is within ``max_delay``.
+    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+        """Record ``item`` at the earliest time it fits, if that is within ``max_delay``.
 
-        :return: ``(delay, None)`` when recorded at ``t + delay``; ``(wait, rate)`` when not, with
-            the wait it would have needed (``NEVER`` if it cannot fit) and the rate that refused it.
+        An item stamped behind the floor is first restamped to the floor (see the module's rule).
+
+        :return: ``(delay, None)`` when recorded at ``item.timestamp + delay``; ``(wait, rate)``
+            when not, with the wait it would have needed (``NEVER`` if it cannot fit) and the rate
+            that refused it.
         """
+        name, t, weight = item.name, item.timestamp, item.weight
         # acquire/release rather than `with`: half the cost, on the path every acquire takes.
         lock = self._lock
         lock.acquire()
         try:
-            now = t if t >= self._floor else self._floor
+            if t < self._floor:
+                item.timestamp = t = self._floor
+            now = t
             if now >= self._trim_at:
                 self._trim(now - self._longest)
             total = self._total

@@ -26,6 +26,7 @@ from pyrate_limiter import (
 )
 from pyrate_limiter._concurrency import TaskGroup, run_blocking, sleep
 
+from ..windows import assert_windows_hold
 from .bucket_kinds import POSTGRES_TABLE, close_postgres_pool, open_postgres_pool
 
 if TYPE_CHECKING:
@@ -114,19 +115,6 @@ def assert_recorded_exactly(
     )
 
 
-def assert_windows_hold(admitted: list[tuple[int, int]], rates: list[Rate]) -> None:
-    """No window of any rate's interval holds more than its limit of the admitted ``(ts, weight)``."""
-    admitted = sorted(admitted)
-    for rate in rates:
-        start, used = 0, 0
-        for ts, weight in admitted:
-            used += weight
-            while admitted[start][0] <= ts - rate.interval:
-                used -= admitted[start][1]
-                start += 1
-            assert used <= rate.limit, f"{used} units within {rate.interval} ms ending at {ts}: {rate}"
-
-
 def exercise(bucket: PostgresBucket, reference: InMemoryBucket, *, seed: int, steps: int) -> None:
     """Random puts, reservations, releases, waits and leaks on both buckets; every answer must agree.
 
@@ -189,8 +177,10 @@ def test_a_late_item_is_decided_where_the_trimmed_windows_end(
     # One ms late (clock skew): decided and recorded at T0 + 1000, where a is out of every window.
     assert bucket.put(RateItem("late", T0 + 999, weight=2))
     assert bucket.peek(0) == RateItem("late", T0 + 1000)
-    # A reservation's delay counts from the item's own stamp.
-    assert bucket.reserve(RateItem("r", T0 + 500), 10_000) == (1500, None)
+    # A late reservation is restamped with the time it was decided at; its delay counts from it.
+    late = RateItem("r", T0 + 500)
+    assert bucket.reserve(late, 10_000) == (1000, None)
+    assert late.timestamp == T0 + 1000
     assert bucket.peek(0) == RateItem("r", T0 + 2000)
     assert bucket.waiting(RateItem("w", T0 + 400)) == 1600
     bucket.flush()

@@ -145,6 +145,8 @@ class AsyncPostgresBucket(AsyncAbstractBucket):
         ]  # fmt: skip
         row = await self._pool.run([(self._decide_sql, params)], self._setup)
         assert row is not None
+        if record:
+            item.timestamp = int(row[2])  # later than its stamp when a trim overtook it
         return int(row[0]), None if row[1] is None else self.rates[row[1]]
 
     async def _locked(self, query: bytes, params: Params) -> tuple[Any, ...] | None:
@@ -281,7 +283,7 @@ def _name(item: RateItem) -> str:
 def _derived_name(table: str, suffix: str) -> str:
     # A fixed-length name per table for its function and indexes: the table's own name may be 63 bytes.
     digest = hashlib.blake2b(table.encode(), digest_size=8, person=b"pyrate-table").hexdigest()
-    return f"pyrate_limiter_v2_{digest}_{suffix}"
+    return f"pyrate_limiter_v3_{digest}_{suffix}"
 
 
 _LOCK = b"SELECT pg_advisory_xact_lock(%s::bigint)"
@@ -334,7 +336,8 @@ END
 _DECIDE_HEAD = """
 CREATE OR REPLACE FUNCTION {function}(
     p_lock bigint, p_bucket text, p_name text, p_t bigint, p_weight bigint, p_max_delay bigint,
-    p_limits bigint[], p_intervals bigint[], p_record boolean, OUT delay bigint, OUT rate integer)
+    p_limits bigint[], p_intervals bigint[], p_record boolean,
+    OUT delay bigint, OUT rate integer, OUT decided bigint)
 LANGUAGE plpgsql AS {body}
 """
 
@@ -370,6 +373,7 @@ BEGIN
         v_total := 0;
     END IF;
     v_at := v_now;
+    decided := v_now;
     FOR i IN 1 .. cardinality(p_limits) LOOP
         v_need := v_total + p_weight - p_limits[i];
         CONTINUE WHEN v_need <= v_base;
@@ -386,9 +390,10 @@ BEGIN
         END IF;
     END LOOP;
     IF rate IS NULL THEN
-        delay := 0;  -- admitted at once, if late at v_now: the delay counts from no earlier than p_t
+        delay := 0;  -- admitted at once (at v_now, when late: the item is restamped with it)
     ELSE
-        delay := v_at - p_t;
+        -- A decision's delay counts from the time it was decided at; waiting's from the stamp.
+        delay := v_at - CASE WHEN p_record THEN v_now ELSE p_t END;
         IF NOT p_record OR p_max_delay IS NULL OR delay > p_max_delay THEN
             RETURN;
         END IF;
@@ -415,7 +420,7 @@ END
 """
 
 _DECIDE_CALL = (
-    "SELECT delay, rate FROM {function}(%s::bigint, %s::text, %s::text, %s::bigint, %s::bigint, %s::bigint, "
+    "SELECT delay, rate, decided FROM {function}(%s::bigint, %s::text, %s::text, %s::bigint, %s::bigint, %s::bigint, "
     "%s::bigint[], %s::bigint[], %s::boolean)"
 )
 

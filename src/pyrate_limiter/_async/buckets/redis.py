@@ -118,11 +118,12 @@ if op == 'reserve' then
   if at == -1 then return {-1, blocking, t} end
   return {at - t, blocking, t}
 elseif op == 'waiting' then
+  local stamp = t  -- waiting counts from the item's own stamp: nothing is recorded or restamped
   settle()
   local at, blocking = earliest(n, base())
   if blocking == 0 then return 0 end
   if at == -1 then return -1 end
-  return at - t
+  return at - stamp
 elseif op == 'release' then
   local suffix = ':' .. ARGV[4] .. ':' .. name
   local found = redis.call('ZRANGEBYSCORE', ts_key, int(t), int(t))

@@ -160,7 +160,9 @@ class AsyncSQLiteBucket(AsyncAbstractBucket):
 
     async def _decide(self, item: RateItem, max_delay: int | None, *, record: bool) -> tuple[int, Rate | None]:
         steps = self._decide_steps(_name(item), item.timestamp, item.weight, max_delay, record)
-        delay, index = await self._run(steps, write=record)
+        delay, index, decided = await self._run(steps, write=record)
+        if record:
+            item.timestamp = decided  # later than its stamp when a trim overtook it
         return delay, None if index is None else self.rates[index]
 
     async def _prepare(self, *, create: bool = True) -> None:
@@ -195,7 +197,7 @@ class AsyncSQLiteBucket(AsyncAbstractBucket):
 
     def _decide_steps(
         self, name: str, t: int, weight: int, max_delay: int | None, record: bool
-    ) -> Generator[Query, Rows, tuple[int, int | None]]:
+    ) -> Generator[Query, Rows, tuple[int, int | None, int]]:
         """The rule of ``pyrate_limiter._window``: find the earliest fit, record, trim."""
         rows = yield self._sql.state, (weight,)
         total, last, base, trimmed, oldest, *firsts = rows[0] if rows else (0, None, 0, None, None)
@@ -213,29 +215,29 @@ class AsyncSQLiteBucket(AsyncAbstractBucket):
             fits = firsts[i] + interval
             if fits > at:
                 at, blocking = fits, i
-        # Admitted at once reports no delay, even when floored past ``t``: nothing to wait for.
-        delay = 0 if blocking is None else at - t
         if not record:
-            return (NEVER if at == NEVER else delay), blocking
+            return (0 if blocking is None else NEVER if at == NEVER else at - t), blocking, t
+        # Delays count from the decided time: the item is restamped with it (see _window).
+        delay = at - start
         if oldest is not None and oldest <= t - self._longest:
             yield self._sql.trim, (t - self._longest,)
             yield self._sql.mark, (t - self._longest,)
         if at == NEVER:
-            return NEVER, blocking
-        if blocking is not None and (max_delay is None or at - t > max_delay):
-            return at - t, blocking
+            return NEVER, blocking, start
+        if blocking is not None and (max_delay is None or delay > max_delay):
+            return delay, blocking, start
         if weight <= 0:
-            return delay, None  # admitted; a row of no weight would change no count
+            return delay, None, start  # admitted; a row of no weight would change no count
         if last is None or at >= last:
             yield self._sql.insert, (total + weight, at, weight, name)
-            return delay, None
+            return delay, None, start
         # Older than the newest row (clock skew, or behind a reservation): insert in order.
         rows = yield self._sql.before, (at,)
         previous = rows[0][0] if rows else base
         yield self._sql.shift, (weight, previous)
         yield self._sql.unshift, ()
         yield self._sql.insert, (previous + weight, at, weight, name)
-        return delay, None
+        return delay, None, start
 
     def _release_steps(self, at: int, weight: int, name: str) -> Steps:
         rows = yield self._sql.find, (at, weight, name)

@@ -22,11 +22,11 @@ class InMemoryBucket(AbstractBucket):
         self._log = SlidingLog(self.rates)
 
     def put(self, item: RateItem) -> bool:
-        _, self.failing_rate = self._log.reserve(item.name, item.timestamp, item.weight, None)
+        _, self.failing_rate = self._log.reserve(item, None)
         return self.failing_rate is None
 
     def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
-        return self._log.reserve(item.name, item.timestamp, item.weight, max_delay)
+        return self._log.reserve(item, max_delay)
 
     def release(self, item: RateItem) -> None:
         self._log.release(item.name, item.timestamp, item.weight)
