@@ -1,10 +1,12 @@
 """Sliding-window rate limiting, async first (asyncio and trio), with a generated sync twin.
 
 Async names carry the ``Async`` prefix; sync names are v3's (``Limiter``, ``InMemoryBucket``).
+Every name v3.9 exported is here too (``_v3``, ``_multiprocess``, ``limiter_factory``).
 """
 
 from __future__ import annotations
 
+from . import limiter_factory
 from ._async import (
     AsyncAbstractBucket,
     AsyncAbstractClock,
@@ -21,6 +23,7 @@ from ._async import (
 )
 from ._compat import Limiter, RedisBucket
 from ._errors import BackendError, BucketFullException, LimiterDelayException
+from ._multiprocess import MultiprocessBucket
 from ._rate import Duration, Rate, RateItem, validate_rate_list
 from ._sync import (
     AbstractBucket,
@@ -33,6 +36,20 @@ from ._sync import (
     SQLiteBucket,
     SQLiteClock,
     TimeClock,
+)
+from ._sync.factory import SingleBucketFactory
+from ._v3 import (
+    BucketAsyncWrapper,
+    DecoratorWrapper,
+    ItemMapping,
+    Leaker,
+    PgQueries,
+    SQLiteQueries,
+    TimeAsyncClock,
+    binary_search,
+    combined_lock,
+    dedicated_sqlite_clock_connection,
+    id_generator,
 )
 
 __all__ = [
@@ -51,13 +68,19 @@ __all__ = [
     "AsyncSQLiteClock",
     "AsyncTimeClock",
     "BackendError",
+    "BucketAsyncWrapper",
     "BucketFactory",
     "BucketFullException",
+    "DecoratorWrapper",
     "Duration",
     "InMemoryBucket",
+    "ItemMapping",
+    "Leaker",
     "Limiter",
     "LimiterDelayException",
     "MonotonicClock",
+    "MultiprocessBucket",
+    "PgQueries",
     "PostgresBucket",
     "PostgresClock",
     "Rate",
@@ -65,6 +88,14 @@ __all__ = [
     "RedisBucket",
     "SQLiteBucket",
     "SQLiteClock",
+    "SQLiteQueries",
+    "SingleBucketFactory",
+    "TimeAsyncClock",
     "TimeClock",
+    "binary_search",
+    "combined_lock",
+    "dedicated_sqlite_clock_connection",
+    "id_generator",
+    "limiter_factory",
     "validate_rate_list",
 ]

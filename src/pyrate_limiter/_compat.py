@@ -10,18 +10,24 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any, overload
 
+import anyio
+import anyio.to_thread
+
 from ._async import AsyncAbstractBucket, AsyncBucketFactory, AsyncLimiter
 from ._async.buckets.redis import AsyncRedisBucket, is_async_client
+from ._errors import BucketFullException, LimiterDelayException
+from ._rate import Rate, RateItem
 from ._sync import AbstractBucket, BucketFactory
 from ._sync import Limiter as _SyncLimiter
 from ._sync.buckets.redis import RedisBucket as _SyncRedisBucket
+from ._v3 import BucketAsyncWrapper
+from ._window import NEVER
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
 
     from typing_extensions import Self
 
-    from ._rate import Rate
     from ._typing import AsyncRedisClient, RedisClient
 
 
@@ -40,7 +46,61 @@ class Limiter(_SyncLimiter):
     def __new__(cls, argument: Any = None, *args: Any, **kwargs: Any) -> Any:
         if is_async(argument):
             return AsyncLimiter(argument, *args, **kwargs)
+        clock = args[0] if args else kwargs.get("clock")
+        if isinstance(argument, Rate | list | AbstractBucket) and is_async_clock(clock):
+            # v3: an async clock (TimeAsyncClock) made acquires awaitable over any bucket.
+            if isinstance(argument, AbstractBucket):
+                argument = BucketAsyncWrapper(argument)
+            return AsyncLimiter(argument, *args, **kwargs)
         return super().__new__(cls)
+
+    async def try_acquire_async(self, name: str, weight: int = 1) -> bool:  # type: ignore[override]
+        """``try_acquire`` for code on an event loop (asyncio or trio), which it never blocks.
+
+        The decision runs in a worker thread (a sync bucket may do I/O); a wait is slept on the
+        loop, and a waiter cancelled before its time gives its reservation back. The generated
+        base class has a sync method of this name; v3 code awaits this one.
+        """
+        decided: list[Any] = []
+        try:
+            await anyio.to_thread.run_sync(self._decide, name, weight, decided)
+        except BaseException:
+            # Cancelled while the thread decided: the thread still finished; give back its record.
+            if len(decided) == 4 and decided[3] is None:
+                await _release(decided[1], decided[0], decided[2])
+            raise
+        item, bucket, delay, rate = decided
+        if rate is None:
+            if delay:
+                try:
+                    await anyio.sleep(delay / 1000)
+                except BaseException:
+                    await _release(bucket, item, delay)
+                    raise
+            return True
+        if not self.raise_when_fail:
+            return False
+        if self.max_delay is None or delay == NEVER:
+            raise BucketFullException(item, rate)
+        raise LimiterDelayException(item, rate, delay, self.max_delay)
+
+    def _decide(self, name: str, weight: int, decided: list[Any]) -> None:
+        if type(weight) is not int:
+            raise TypeError(f"weight must be an int, got {weight!r}")
+        if weight < 0:
+            raise ValueError(f"weight must be >= 0, got {weight}")
+        item, bucket = self._route(name, weight)
+        decided += [item, bucket, *bucket.reserve(item, self.max_delay)]
+
+
+async def _release(bucket: AbstractBucket, item: RateItem, delay: int) -> None:
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(bucket.release, RateItem(item.name, item.timestamp + delay, item.weight))
+
+
+def is_async_clock(clock: Any) -> bool:
+    """Whether ``clock.now`` is a coroutine function (a factory's own clock is not asked)."""
+    return clock is not None and inspect.iscoroutinefunction(getattr(type(clock), "now", None))
 
 
 def is_async(argument: Any) -> bool:

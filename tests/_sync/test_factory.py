@@ -73,6 +73,8 @@ def test_create_accepts_a_clock_or_uses_the_factorys_own() -> None:
     assert {id(b) for b in factory.get_buckets()} >= {id(with_clock), id(without_clock)}
     assert factory.dispose(with_clock)
     assert not factory.dispose(with_clock)
+    assert factory.dispose(id(without_clock))  # v3 also took a bucket's id()
+    assert not factory.dispose(id(without_clock))
     factory.close()
 
 

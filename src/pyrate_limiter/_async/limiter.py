@@ -36,6 +36,12 @@ class AsyncLimiter:
         refusal; otherwise return ``False``.
     :param max_delay: how long (ms) an acquire may wait for room; ``None`` never waits. The
         wait is exact: the item's place is reserved at the moment it fits.
+    :param retry_until_max_delay: accepted for v3 code and kept as an attribute; it changes
+        nothing: the one exact reservation already succeeds whenever any wait within
+        ``max_delay`` would, so there is never a failed re-acquire to retry.
+    :param buffer_ms: accepted for v3 code and kept as an attribute; it changes nothing: v3
+        slept this much longer than needed because its re-acquire could miss, while a
+        reservation here is recorded at the exact time it fits.
     """
 
     def __init__(
@@ -44,8 +50,12 @@ class AsyncLimiter:
         clock: AsyncAbstractClock | Any = None,
         raise_when_fail: bool = True,
         max_delay: int | None = None,
+        retry_until_max_delay: bool = False,
+        buffer_ms: int = 50,
     ) -> None:
         self.max_delay = _check_max_delay(max_delay)
+        self.retry_until_max_delay = retry_until_max_delay
+        self.buffer_ms = buffer_ms
         self.raise_when_fail = raise_when_fail
         self.bucket_factory = _factory_for(argument, clock if clock is not None else AsyncTimeClock())
         factory = self.bucket_factory
@@ -89,6 +99,10 @@ class AsyncLimiter:
             raise BucketFullException(item, rate)
         raise LimiterDelayException(item, rate, delay, max_delay)
 
+    async def try_acquire_async(self, name: str, weight: int = 1) -> bool:
+        """v3's name for ``try_acquire``, kept for code written against v3."""
+        return await self.try_acquire(name, weight)
+
     def as_decorator(self) -> Callable[[Callable[..., Any]], _Wrap]:
         """``limiter.as_decorator()(mapping)(func)``: admit each call of ``func`` first.
 
@@ -109,8 +123,8 @@ class AsyncLimiter:
         """The buckets this limiter's factory leaks."""
         return self.bucket_factory.get_buckets()
 
-    def dispose(self, bucket: AsyncAbstractBucket) -> bool:
-        """Stop leaking ``bucket``; return whether it was scheduled."""
+    def dispose(self, bucket: AsyncAbstractBucket | int) -> bool:
+        """Stop leaking ``bucket`` (or the bucket with this ``id()``); return whether it was scheduled."""
         return self.bucket_factory.dispose(bucket)
 
     async def aclose(self) -> None:

@@ -84,9 +84,14 @@ class BucketFactory(ABC):
         """The buckets whose leak is scheduled."""
         return list(self._leak.buckets)
 
-    def dispose(self, bucket: AbstractBucket) -> bool:
-        """Stop leaking ``bucket``; return whether it was scheduled."""
-        return self._leak.buckets.pop(bucket, None) is not None
+    def dispose(self, bucket: AbstractBucket | int) -> bool:
+        """Stop leaking ``bucket`` (or the bucket whose ``id()`` this is, as v3 allowed).
+
+        :return: whether it was scheduled.
+        """
+        if isinstance(bucket, int):
+            bucket = next((known for known in self._leak.buckets if id(known) == bucket), None)  # type: ignore[assignment]
+        return self._leak.buckets.pop(bucket, None) is not None  # type: ignore[arg-type]
 
     def close(self) -> None:
         """Stop the leak and wait for it to end. Scheduling again starts a new one."""

@@ -1,0 +1,403 @@
+"""Code written against pyrate-limiter 3.9 runs unchanged: every name it exported, used as 3.x code
+uses it, on both variants where the name has one; where 3.9 was wrong, we are right."""
+
+from __future__ import annotations
+
+import sqlite3
+import string
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import pytest
+
+import pyrate_limiter
+from pyrate_limiter import (
+    AbstractBucket,
+    AsyncBucketFactory,
+    AsyncInMemoryBucket,
+    AsyncLimiter,
+    AsyncSQLiteBucket,
+    BucketAsyncWrapper,
+    BucketFactory,
+    BucketFullException,
+    DecoratorWrapper,
+    Duration,
+    InMemoryBucket,
+    ItemMapping,
+    Leaker,
+    Limiter,
+    LimiterDelayException,
+    MultiprocessBucket,
+    PgQueries,
+    PostgresBucket,
+    Rate,
+    RateItem,
+    SingleBucketFactory,
+    SQLiteBucket,
+    SQLiteClock,
+    SQLiteQueries,
+    TimeAsyncClock,
+    TimeClock,
+    binary_search,
+    combined_lock,
+    dedicated_sqlite_clock_connection,
+    id_generator,
+    limiter_factory,
+)
+
+from .fake_clock import T0, FakeClock
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# Every public name `from pyrate_limiter import *` gave in 3.9.0 (its own, not re-exported stdlib).
+V3_NAMES = [
+    "AbstractBucket", "AbstractClock", "BucketAsyncWrapper", "BucketFactory", "BucketFullException",
+    "DecoratorWrapper", "Duration", "InMemoryBucket", "ItemMapping", "Leaker", "Limiter",
+    "LimiterDelayException", "MonotonicClock", "MultiprocessBucket", "PgQueries", "PostgresBucket",
+    "PostgresClock", "Rate", "RateItem", "RedisBucket", "SQLiteBucket", "SQLiteClock", "SQLiteQueries",
+    "SingleBucketFactory", "TimeAsyncClock", "TimeClock", "binary_search", "combined_lock",
+    "dedicated_sqlite_clock_connection", "id_generator", "limiter_factory", "validate_rate_list",
+]  # fmt: skip
+
+
+@pytest.fixture(params=["sync", "async"])
+def variant(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def memory_limiter(variant: str, rates: list[Rate], **kwargs: Any) -> tuple[Any, Any, FakeClock]:
+    """``Limiter(bucket, clock=...)`` over the variant's in-memory bucket, as 3.x code writes it."""
+    clock = FakeClock()
+    bucket = InMemoryBucket(rates) if variant == "sync" else AsyncInMemoryBucket(rates)
+    return Limiter(bucket, clock=clock, **kwargs), bucket, clock
+
+
+async def call(value: Any) -> Any:
+    """The value, awaited if it is awaitable: one test body for both variants."""
+    return await value if hasattr(value, "__await__") else value
+
+
+def test_every_name_v3_9_exports_is_here() -> None:
+    assert set(V3_NAMES) <= set(pyrate_limiter.__all__)
+    assert all(getattr(pyrate_limiter, name, None) is not None for name in V3_NAMES)
+
+
+def test_id_generator_makes_random_names_of_the_given_size() -> None:
+    names = {id_generator() for _ in range(50)}
+    assert len(names) > 45
+    assert all(len(name) == 6 and name.isalnum() for name in names)
+    assert set(id_generator(200, "ab")) <= {"a", "b"}
+    assert len(id_generator(size=10, chars=string.digits)) == 10
+
+
+async def test_time_async_clock_makes_the_limiter_async() -> None:
+    assert abs(await TimeAsyncClock().now() - time.time() * 1000) < 5000
+    for argument in (InMemoryBucket([Rate(2, Duration.MINUTE)]), [Rate(2, Duration.MINUTE)]):
+        limiter = Limiter(argument, clock=TimeAsyncClock(), raise_when_fail=False)
+        assert isinstance(limiter, AsyncLimiter)
+        assert [await limiter.try_acquire("k") for _ in range(3)] == [True, True, False]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "async"])
+async def test_bucket_async_wrapper_uses_a_sync_bucket_through_the_async_api(kind: str, tmp_path: Path) -> None:
+    rates = [Rate(2, 50)]
+    inner: Any = AsyncInMemoryBucket(rates) if kind == "async" else InMemoryBucket(rates)
+    if kind == "sqlite":
+        inner = SQLiteBucket.init_from_file(rates, db_path=tmp_path / "b.sqlite")
+    bucket = BucketAsyncWrapper(inner)
+    assert bucket.rates == rates
+    assert await bucket.put(RateItem("k", T0))
+    assert await bucket.put(RateItem("k", T0, 1))
+    assert not await bucket.put(RateItem("k", T0))
+    assert bucket.failing_rate == rates[0]
+    assert await bucket.count() == 2
+    assert await bucket.peek(0) == RateItem("k", T0)
+    assert await bucket.waiting(RateItem("k", T0 + 10)) == 40
+    assert await bucket.leak(T0 + 50) == 2
+    await bucket.flush()  # forgets the trim too: the limiter below starts again at T0
+    assert bucket.failing_rate is None
+    # Through the limiter, a wait is one exact reservation, not a sleep and a retry.
+    limiter = Limiter(bucket, clock=FakeClock(), max_delay=100)
+    assert isinstance(limiter, AsyncLimiter)
+    assert await limiter.try_acquire("k")
+    assert await limiter.try_acquire("k")
+    assert await limiter.try_acquire_async("k")  # waited 50 ms: recorded where it fits
+    assert await bucket.peek(0) == RateItem("k", T0 + 50)
+    assert limiter.buckets() == [bucket]
+    await bucket.aclose()
+
+
+async def test_sync_limiter_try_acquire_async_never_blocks_the_loop_and_cancels_cleanly() -> None:
+    bucket = InMemoryBucket([Rate(1, 5000)])
+    limiter = Limiter(bucket, clock=FakeClock(), max_delay=10_000)
+    assert await limiter.try_acquire_async("k")
+    done: list[bool] = []
+
+    async def waiter() -> None:
+        done.append(await limiter.try_acquire_async("k"))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(waiter)
+        while bucket.count() < 2:  # noqa: ASYNC110 - the loop runs while the waiter's place is reserved
+            await anyio.sleep(0.001)
+        assert bucket.peek(0) == RateItem("k", T0 + 5000)
+        assert not done
+        tasks.cancel_scope.cancel()
+    assert bucket.count() == 1  # the cancelled waiter gave its reservation back
+
+
+async def test_try_acquire_async_refuses_as_try_acquire_does(variant: str) -> None:
+    limiter, _, clock = memory_limiter(variant, [Rate(2, 1000)])
+    assert await limiter.try_acquire_async("k", 2)
+    with pytest.raises(BucketFullException):
+        await limiter.try_acquire_async("k")
+    limiter.max_delay = 200
+    clock.advance(100)
+    with pytest.raises(LimiterDelayException) as caught:
+        await limiter.try_acquire_async("k")
+    assert caught.value.meta_info["actual_delay"] == 900
+    limiter.raise_when_fail = False
+    assert await limiter.try_acquire_async("k") is False
+    limiter.raise_when_fail = True
+    with pytest.raises(BucketFullException):  # heavier than the limit: never fits
+        await limiter.try_acquire_async("k", 3)
+
+
+class PerName(BucketFactory):
+    """A 3.x factory: one bucket per name."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.buckets: dict[str, AbstractBucket] = {}
+
+    def wrap_item(self, name: str, weight: int = 1) -> RateItem:
+        return RateItem(name, self.clock.now(), weight)
+
+    def get(self, item: RateItem) -> AbstractBucket:
+        if item.name not in self.buckets:
+            self.buckets[item.name] = InMemoryBucket([Rate(1, 5000)])
+        return self.buckets[item.name]
+
+
+class AsyncPerName(AsyncBucketFactory):
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.buckets: dict[str, AsyncInMemoryBucket] = {}
+
+    async def wrap_item(self, name: str, weight: int = 1) -> RateItem:
+        return RateItem(name, self.clock.now(), weight)
+
+    async def get(self, item: RateItem) -> AsyncInMemoryBucket:
+        return self.buckets.setdefault(item.name, AsyncInMemoryBucket([Rate(1, 5000)]))
+
+
+async def test_a_wait_on_one_key_never_holds_up_another(variant: str) -> None:
+    factory = PerName(FakeClock()) if variant == "sync" else AsyncPerName(FakeClock())
+    limiter: Any = Limiter(factory, max_delay=10_000)
+    assert await limiter.try_acquire_async("a")
+    done: list[bool] = []
+
+    async def waiter() -> None:
+        done.append(await limiter.try_acquire_async("a"))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(waiter)
+        while await call(factory.buckets["a"].count()) < 2:  # noqa: ASYNC110 - a bucket has no event
+            await anyio.sleep(0.001)
+        assert await limiter.try_acquire_async("b")  # at once, while "a" waits 5 s
+        assert not done
+        tasks.cancel_scope.cancel()
+
+
+async def test_buckets_and_dispose(variant: str) -> None:
+    limiter, bucket, _ = memory_limiter(variant, [Rate(2, 1000)])
+    assert limiter.buckets() == [bucket]
+    assert limiter.dispose(bucket)
+    assert limiter.buckets() == []
+    assert not limiter.dispose(bucket)
+    assert await call(limiter.try_acquire("k"))  # a disposed bucket still decides
+
+
+async def test_retry_until_max_delay_and_buffer_ms_are_kept_and_change_no_decision(variant: str) -> None:
+    limiter, bucket, _ = memory_limiter(variant, [Rate(1, 50)])
+    assert (limiter.retry_until_max_delay, limiter.buffer_ms) == (False, 50)
+    limiter, bucket, _ = memory_limiter(variant, [Rate(1, 50)], max_delay=60, retry_until_max_delay=True, buffer_ms=500)
+    assert (limiter.retry_until_max_delay, limiter.buffer_ms) == (True, 500)
+    assert await call(limiter.try_acquire("k"))
+    assert await call(limiter.try_acquire("k"))  # a 50 ms wait: within max_delay despite the buffer
+    assert await call(bucket.peek(0)) == RateItem("k", T0 + 50)  # recorded exactly where it fits
+    with pytest.raises(LimiterDelayException):  # 100 ms away: no retrying past max_delay
+        await call(limiter.try_acquire("k"))
+
+
+async def test_a_decorated_function_never_runs_after_a_denied_acquire(variant: str) -> None:
+    limiter, _, _ = memory_limiter(variant, [Rate(1, 1000)], raise_when_fail=False)
+    calls: list[int] = []
+    mapping: ItemMapping = lambda value: ("k", 1)  # noqa: E731 - the 3.x shape of a mapping
+    decorate: DecoratorWrapper = limiter.as_decorator()(mapping)
+
+    if variant == "sync":
+
+        @decorate
+        def work(value: int) -> int:
+            calls.append(value)
+            return value
+
+    else:
+
+        @decorate
+        async def work(value: int) -> int:
+            calls.append(value)
+            return value
+
+    assert await call(work(1)) == 1
+    assert await call(work(2)) is None
+    assert calls == [1]
+
+
+async def test_sqlite_init_from_file_accepts_use_file_lock(variant: str, tmp_path: Path) -> None:
+    kind: Any = SQLiteBucket if variant == "sync" else AsyncSQLiteBucket
+    bucket = await call(kind.init_from_file([Rate(1, 1000)], db_path=str(tmp_path / "l.sqlite"), use_file_lock=True))
+    assert await call(bucket.put(RateItem("k", T0)))
+    assert not await call(bucket.put(RateItem("k", T0)))
+    await call(bucket.aclose() if variant == "async" else bucket.close())
+
+
+def test_create_sqlite_bucket_and_limiter_with_3x_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bucket = limiter_factory.create_sqlite_bucket([Rate(2, 1000)], tmp_path / "f.sqlite", use_file_lock=True)
+    assert isinstance(bucket, SQLiteBucket)
+    assert bucket.table == "pyrate_limiter"
+    bucket.close()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # db_path=None: the default file, here
+    for limiter in (limiter_factory.create_sqlite_limiter(), limiter_factory.create_inmemory_limiter()):
+        assert isinstance(limiter, Limiter)
+        assert (limiter.raise_when_fail, limiter.max_delay, limiter.buffer_ms) == (False, Duration.DAY, 50)
+        assert limiter.retry_until_max_delay
+        (made,) = limiter.buckets()
+        assert made.rates == [Rate(3, Duration.SECOND)]
+        assert [limiter.try_acquire("k") for _ in range(3)] == [True, True, True]
+        made.close()
+    assert isinstance(made, InMemoryBucket)
+    sqlite_bucket: Any
+    (sqlite_bucket,) = limiter_factory.create_sqlite_limiter(db_path=tmp_path / "g.sqlite").buckets()
+    assert isinstance(sqlite_bucket, SQLiteBucket)
+    assert sqlite_bucket.table == "rate_bucket"
+    sqlite_bucket.close()
+
+
+async def test_factory_limiters_with_async_wrapper(tmp_path: Path) -> None:
+    limiters: list[AsyncLimiter] = [
+        limiter_factory.create_inmemory_limiter(5, Duration.MINUTE, async_wrapper=True),
+        limiter_factory.create_sqlite_limiter(5, Duration.MINUTE, tmp_path / "a.sqlite", async_wrapper=True),
+    ]
+    for limiter in limiters:
+        assert isinstance(limiter, AsyncLimiter)
+        (bucket,) = limiter.buckets()
+        assert isinstance(bucket, BucketAsyncWrapper)
+        assert [await limiter.try_acquire_async("k", 2) for _ in range(2)] == [True, True]
+        assert await bucket.count() == 4
+        await bucket.aclose()
+
+
+def test_init_global_limiter_sets_the_process_limiter(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(limiter_factory, "LIMITER", None)
+    bucket = InMemoryBucket([Rate(1, 1000)])
+    limiter_factory.init_global_limiter(bucket)
+    limiter = limiter_factory.LIMITER
+    assert isinstance(limiter, Limiter)
+    assert (limiter.max_delay, limiter.raise_when_fail, limiter.retry_until_max_delay, limiter.buffer_ms) == (
+        Duration.HOUR, False, True, 50,
+    )  # fmt: skip
+    assert limiter.buckets() == [bucket]
+    limiter_factory.init_global_limiter(AsyncInMemoryBucket([Rate(1, 1000)]), raise_when_fail=True)
+    assert isinstance(limiter_factory.LIMITER, AsyncLimiter)
+
+
+async def test_multiprocess_bucket_in_one_process_with_both_acquires() -> None:
+    bucket = MultiprocessBucket.init([Rate(2, Duration.MINUTE)])
+    limiter = Limiter(bucket, raise_when_fail=False)
+    assert limiter.try_acquire("k")
+    assert await limiter.try_acquire_async("k")
+    assert not limiter.try_acquire("k")
+    assert bucket.limiter_lock() is None
+    bucket.close()
+
+
+def test_sqlite_queries_read_our_table(tmp_path: Path) -> None:
+    table = f"t_{id_generator()}"
+    bucket = SQLiteBucket.init_from_file([Rate(10, Duration.MINUTE)], table, tmp_path / "q.sqlite")
+    bucket.put(RateItem("a", T0))
+    bucket.put(RateItem("b", T0 + 1, 2))
+    conn = sqlite3.connect(tmp_path / "q.sqlite")
+    assert conn.execute(SQLiteQueries.COUNT_ALL.format(table=table)).fetchone() == (bucket.count(),)
+    assert conn.execute(SQLiteQueries.PEEK.format(table=table, count=0)).fetchone() == ("b", T0 + 1)
+    assert conn.execute(SQLiteQueries.GET_FIRST_ITEM.format(table=table)).fetchone() == ("a", T0)
+    assert conn.execute(SQLiteQueries.GET_ALL_ITEM.format(table=table)).fetchall() == [("a", T0, 1), ("b", T0 + 1, 2)]
+    conn.execute(SQLiteQueries.FLUSH.format(table=table))
+    conn.commit()
+    assert bucket.count() == 0
+    conn.execute(SQLiteQueries.DROP_TABLE.format(table=table))
+    conn.execute(SQLiteQueries.CREATE_BUCKET_TABLE.format(table=table))
+    conn.commit()
+    conn.close()
+    assert bucket.put(RateItem("c", T0))
+    assert bucket.count() == 1
+    bucket.close()
+
+
+def test_pg_queries_read_our_table(postgres_dsn: str) -> None:
+    from psycopg_pool import ConnectionPool
+
+    table = f"t_{id_generator()}"
+    with ConnectionPool(postgres_dsn, min_size=1, max_size=2, open=True) as pool:
+        bucket = PostgresBucket(pool, table, [Rate(10, Duration.MINUTE)])
+        bucket.put(RateItem("a", T0))
+        bucket.put(RateItem("b", T0 + 1, 2))
+        with pool.connection() as conn:
+            assert conn.execute(PgQueries.COUNT.format(table=table)).fetchone() == (3,)
+            assert conn.execute(PgQueries.PEEK.format(table=table, offset=0)).fetchone() == ("b", 2, T0 + 1)
+            assert conn.execute(PgQueries.LEAK_COUNT.format(table=table, timestamp=T0 + 1)).fetchone() == (1,)
+            conn.execute(PgQueries.FLUSH.format(table=table))
+        assert bucket.count() == 0
+        with pool.connection() as conn:
+            conn.execute(PgQueries.DROP_TABLE.format(table=table))
+            conn.execute(PgQueries.CREATE_BUCKET_TABLE.format(table=table))
+            assert conn.execute(PgQueries.COUNT.format(table=table)).fetchone() == (0,)
+            conn.execute(PgQueries.DROP_TABLE.format(table=table))
+
+
+def test_small_v3_helpers() -> None:
+    items = [RateItem("k", ts) for ts in (10, 20, 20, 30)]
+    assert [binary_search(items, value) for value in (5, 10, 15, 20, 30, 31)] == [0, 0, 1, 1, 3, -1]
+    assert binary_search([], 5) == 0
+    locks: list[Any] = [threading.Lock(), threading.RLock()]
+    with combined_lock(locks):
+        assert locks[0].locked()
+    assert not locks[0].locked()
+    locks[0].acquire()
+    with pytest.raises(TimeoutError), combined_lock(locks[::-1], timeout_sec=0.01):
+        pass
+    locks[0].release()
+    conn = dedicated_sqlite_clock_connection()
+    assert abs(SQLiteClock(conn).now() - time.time() * 1000) < 5000
+    conn.close()
+    bucket = InMemoryBucket([Rate(1, 1000)])
+    factory = SingleBucketFactory(bucket, TimeClock())
+    assert factory.get_buckets() == [bucket]
+    factory.close()
+
+
+def test_leaker_leaks_registered_buckets() -> None:
+    bucket = InMemoryBucket([Rate(5, 10)])
+    bucket.put(RateItem("k", 0))
+    leaker = Leaker(leak_interval=5)
+    leaker.register(bucket, TimeClock())
+    leaker.start()
+    while bucket.count():  # the thread leaks the item, old by any clock
+        time.sleep(0.005)
+    assert leaker.deregister(id(bucket))
+    assert not leaker.deregister(id(bucket))
+    leaker.join()  # with nothing left to leak, the thread ends
