@@ -12,7 +12,7 @@ class BucketFullException(Exception):
     """An item did not fit and the limiter was not allowed to wait for it."""
 
     def __init__(self, item: RateItem, rate: Rate) -> None:
-        super().__init__()
+        # No super().__init__(): the message is built only when read, so raising stays cheap.
         self.item = item
         self.rate = rate
 
@@ -38,7 +38,6 @@ class LimiterDelayException(Exception):
     """An item would fit only after a longer wait than ``max_delay`` allows."""
 
     def __init__(self, item: RateItem, rate: Rate, actual_delay: int, max_delay: int) -> None:
-        super().__init__()
         self.item = item
         self.rate = rate
         self.actual_delay = actual_delay
