@@ -11,6 +11,7 @@ from pyrate_limiter import (
     AsyncBucketFactory,
     AsyncInMemoryBucket,
     AsyncLimiter,
+    AsyncTimeClock,
     BucketFullException,
     Duration,
     LimiterDelayException,
@@ -247,3 +248,16 @@ async def test_factory_accepts_v3_sync_routing_methods() -> None:
     limiter = AsyncLimiter(PlainRouting(), raise_when_fail=False)
     assert await limiter.try_acquire("k")
     assert not await limiter.try_acquire("k")
+
+
+async def test_a_subclassed_clock_is_asked_not_bypassed() -> None:
+    class FrozenClock(AsyncTimeClock):
+        async def now(self) -> int:
+            return 42
+
+    bucket = AsyncInMemoryBucket([Rate(1, 1000)])
+    limiter = AsyncLimiter(bucket, clock=FrozenClock())
+    assert await limiter.try_acquire("k")
+    newest = await bucket.peek(0)
+    assert newest is not None
+    assert newest.timestamp == 42

@@ -12,6 +12,7 @@ from pyrate_limiter import (
     BucketFactory,
     InMemoryBucket,
     Limiter,
+    TimeClock,
     BucketFullException,
     Duration,
     LimiterDelayException,
@@ -248,3 +249,16 @@ def test_factory_accepts_v3_sync_routing_methods() -> None:
     limiter = Limiter(PlainRouting(), raise_when_fail=False)
     assert limiter.try_acquire("k")
     assert not limiter.try_acquire("k")
+
+
+def test_a_subclassed_clock_is_asked_not_bypassed() -> None:
+    class FrozenClock(TimeClock):
+        def now(self) -> int:
+            return 42
+
+    bucket = InMemoryBucket([Rate(1, 1000)])
+    limiter = Limiter(bucket, clock=FrozenClock())
+    assert limiter.try_acquire("k")
+    newest = bucket.peek(0)
+    assert newest is not None
+    assert newest.timestamp == 42

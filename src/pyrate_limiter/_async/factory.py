@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._concurrency import AsyncEvent, AsyncRoutingLock, AsyncTaskGroup, aresolve
 from .._rate import RateItem
-from .clocks import AsyncTimeClock
+from .clocks import AsyncTimeClock, plain_reader
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -122,6 +122,7 @@ class AsyncSingleBucketFactory(AsyncBucketFactory):
     def __init__(self, bucket: AsyncAbstractBucket, clock: AsyncAbstractClock | Any) -> None:
         self.bucket = bucket
         self.clock = clock
+        self._read = plain_reader(clock)
         self.schedule_leak(bucket, clock)
 
     async def wrap_item(self, name: str, weight: int = 1) -> RateItem:
@@ -132,6 +133,8 @@ class AsyncSingleBucketFactory(AsyncBucketFactory):
 
     async def route(self, name: str, weight: int) -> tuple[RateItem, AsyncAbstractBucket]:
         # One bucket, no user code: nothing to lock, one call less per acquire.
+        if self._read is not None:
+            return RateItem(name, self._read(), weight), self.bucket
         now = self.clock.now()
         if type(now) is not int:  # an async clock, or a sync one returning a float
             now = int(await aresolve(now))
