@@ -48,6 +48,7 @@ class SlidingLog:
 
     __slots__ = (
         "_base",
+        "_blocked",
         "_cum",
         "_floor",
         "_head",
@@ -78,6 +79,9 @@ class SlidingLog:
         self._total = 0  # cum of the newest entry (the base when empty)
         self._newest = _NO_FLOOR  # timestamp of the newest entry
         self._trim_at = _NEVER_TRIM  # the oldest entry's timestamp + longest
+        # (weight, earliest fit, rate) of the last refusal: valid until the log changes, it spares
+        # a full bucket's stream of refusals the search.
+        self._blocked: tuple[int, int, Rate] | None = None
 
     def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
         """Record ``item`` at the earliest time it fits, if that is within ``max_delay``.
@@ -99,10 +103,15 @@ class SlidingLog:
             if now >= self._trim_at:
                 self._trim(now - self._longest)
             total = self._total
+            blocked = self._blocked
             if total - self._base + weight <= self._room:
                 at, rate = now, None  # even the tightest rate has room for everything recorded
+            elif blocked is not None and blocked[0] == weight and now < blocked[1]:
+                at, rate = blocked[1], blocked[2]
             else:
                 at, rate = self._earliest(now, weight)
+                if rate is not None:
+                    self._blocked = (weight, at, rate)
             if rate is None:
                 if now >= self._newest:  # the common case: newest so far
                     self._ts.append(now)
@@ -110,6 +119,7 @@ class SlidingLog:
                     self._names.append(name)
                     self._total = total + weight
                     self._newest = now
+                    self._blocked = None
                     if self._trim_at == _NEVER_TRIM:
                         self._trim_at = now + self._longest
                 else:
@@ -214,6 +224,7 @@ class SlidingLog:
 
     def _refresh(self) -> None:
         """Re-read the cached ends of the log after a change other than an append."""
+        self._blocked = None
         if len(self._ts) > self._head:
             self._total = self._cum[-1]
             self._newest = self._ts[-1]
