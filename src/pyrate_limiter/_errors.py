@@ -9,12 +9,21 @@ if TYPE_CHECKING:
 
 
 class BucketFullException(Exception):
-    """An item did not fit and the limiter was not allowed to wait for it."""
+    """An item did not fit and the limiter was not allowed to wait for it.
 
-    def __init__(self, item: RateItem, rate: Rate) -> None:
-        # No super().__init__(): the message is built only when read, so raising stays cheap.
-        self.item = item
-        self.rate = rate
+    ``BucketFullException(item, rate)``: kept in ``args`` only, with no ``__init__`` of ours and
+    the message built when read, so that raising costs little more than returning ``False``.
+    """
+
+    args: tuple[RateItem, Rate]
+
+    @property
+    def item(self) -> RateItem:
+        return self.args[0]
+
+    @property
+    def rate(self) -> Rate:
+        return self.args[1]
 
     @property
     def meta_info(self) -> dict[str, Any]:
@@ -30,18 +39,30 @@ class BucketFullException(Exception):
     def __str__(self) -> str:
         return str(self.meta_info["error"])
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.item, self.rate))
-
-
 class LimiterDelayException(Exception):
-    """An item would fit only after a longer wait than ``max_delay`` allows."""
+    """An item would fit only after a longer wait than ``max_delay`` allows.
 
-    def __init__(self, item: RateItem, rate: Rate, actual_delay: int, max_delay: int) -> None:
-        self.item = item
-        self.rate = rate
-        self.actual_delay = actual_delay
-        self.max_delay = max_delay
+    ``LimiterDelayException(item, rate, actual_delay, max_delay)``, kept in ``args`` like
+    ``BucketFullException``.
+    """
+
+    args: tuple[RateItem, Rate, int, int]
+
+    @property
+    def item(self) -> RateItem:
+        return self.args[0]
+
+    @property
+    def rate(self) -> Rate:
+        return self.args[1]
+
+    @property
+    def actual_delay(self) -> int:
+        return self.args[2]
+
+    @property
+    def max_delay(self) -> int:
+        return self.args[3]
 
     @property
     def meta_info(self) -> dict[str, Any]:
@@ -60,8 +81,6 @@ class LimiterDelayException(Exception):
             f"Bucket for item={self.item.name} with Rate {self.rate} is already full"
         )
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.item, self.rate, self.actual_delay, self.max_delay))
 
 
 class BackendError(Exception):
