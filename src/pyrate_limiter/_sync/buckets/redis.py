@@ -21,83 +21,137 @@ if TYPE_CHECKING:
     from ..._rate import Rate
     from ..._typing import RedisClient, RedisClient
 
-# The rule of ``_window.py`` run server-side. Keys share the bucket's hash tag:
-#   KEYS[1] ts   sorted set, member -> timestamp   (finds P(x): the last entry at or before x)
-#   KEYS[2] cum  sorted set, member -> running weight (finds the first entry reaching a weight)
-#   KEYS[3] meta hash: base (weight of trimmed entries), trimmed (timestamp of the newest trimmed
-#           entry), seq (member counter)
-# A member is "<12 hex seq>:<weight>:<name>": the fixed-width seq keeps entries with one timestamp
-# in insertion order and makes every member unique. ARGV: op, t ('' = the server's clock),
-# weight or index, max_delay ('' = none), name, then limit and interval of every rate.
+# The rule of ``_window.py`` run server-side. Both keys share the bucket's hash tag:
+#   KEYS[1] log  sorted set scored by the running weight ``cum``; timestamps rise with it, so ranks
+#           are in timestamp order too. A member is the timestamp in 6 bytes, then "/name" only for
+#           a name other than the bucket's first one; items of one time and name recorded one after
+#           the other share an entry (6-byte members keep Redis at ~105 bytes an entry). When that
+#           time and name are taken further back, '#' and a 4-byte sequence number follow the time.
+#   KEYS[2] meta hash: b (weight of trimmed entries), tr (timestamp of the newest trimmed entry),
+#           s (sequence), to (total), ne (newest timestamp), ol (oldest timestamp), n (first name).
+# ARGV: op, t ('' = the server's clock), weight or index, max_delay ('' = none), name, then limit
+# and interval of every rate.
 SCRIPT = r"""
-local ts_key, cum_key, meta_key = KEYS[1], KEYS[2], KEYS[3]
+local log_key, meta_key = KEYS[1], KEYS[2]
 local op, t, n, name = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[5]
 if not t then
   if redis.replicate_commands then redis.replicate_commands() end
   local now = redis.call('TIME')
   t = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 end
-local rates, longest = {}, 0
+local rates, longest, room = {}, 0, math.huge
 for i = 6, #ARGV, 2 do
-  local interval = tonumber(ARGV[i + 1])
-  rates[#rates + 1] = {tonumber(ARGV[i]), interval}
+  local limit, interval = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  rates[#rates + 1] = {limit, interval}
   if interval > longest then longest = interval end
+  if limit < room then room = limit end
 end
 
 local function int(x) return string.format('%d', x) end
-local function base() return tonumber(redis.call('HGET', meta_key, 'base') or 0) end
-local function total(b)
-  local last = redis.call('ZRANGE', cum_key, -1, -1, 'WITHSCORES')
-  if last[2] then return tonumber(last[2]) end
-  return b
+-- The whole state but the log, read once: base, trimmed, seq, total, newest, oldest, default name.
+local m = redis.call('HMGET', meta_key, 'b', 'tr', 's', 'to', 'ne', 'ol', 'n')
+local base, trimmed, seq = tonumber(m[1]) or 0, tonumber(m[2]), tonumber(m[3]) or 0
+local total, newest, oldest, default = tonumber(m[4]) or base, tonumber(m[5]), tonumber(m[6]), m[7]
+local function stamp(member) return (struct.unpack('>i6', member)) end
+local function owner(member)  -- the name an entry was recorded under
+  local slash = 7  -- after the timestamp, or after '#' and a sequence number
+  if string.sub(member, 7, 7) == '#' then slash = 12 end
+  if #member >= slash then return string.sub(member, slash + 1) end
+  return default
 end
-local function upto(x, b)  -- P(x): the weight recorded at or before x
-  local m = redis.call('ZREVRANGEBYSCORE', ts_key, int(x), '-inf', 'LIMIT', 0, 1)[1]
-  if m then return tonumber(redis.call('ZSCORE', cum_key, m)) end
-  return b
+local function entry(rank)  -- timestamp and cum of the entry at rank
+  local e = redis.call('ZRANGE', log_key, rank, rank, 'WITHSCORES')
+  return stamp(e[1]), tonumber(e[2])
 end
-local function trim(horizon)  -- drop entries at or before horizon; return the new base
-  local b = base()
-  local first = redis.call('ZRANGE', ts_key, 0, 0, 'WITHSCORES')
-  if not first[2] or tonumber(first[2]) > horizon then return b end
-  local last = redis.call('ZREVRANGEBYSCORE', ts_key, int(horizon), '-inf', 'WITHSCORES', 'LIMIT', 0, 1)
-  b = tonumber(redis.call('ZSCORE', cum_key, last[1]))
-  redis.call('ZREMRANGEBYSCORE', ts_key, '-inf', int(horizon))
-  redis.call('ZREMRANGEBYSCORE', cum_key, '-inf', int(b))
-  redis.call('HSET', meta_key, 'base', int(b), 'trimmed', last[2])
-  return b
+local function last_upto(x)  -- rank of the last entry stamped at or before x (-1: none)
+  local lo, hi = 0, redis.call('ZCARD', log_key) - 1
+  local found = -1
+  while lo <= hi do
+    local mid = math.floor((lo + hi) / 2)
+    if entry(mid) <= x then found, lo = mid, mid + 1 else hi = mid - 1 end
+  end
+  return found
+end
+local function first_ts()
+  local e = redis.call('ZRANGE', log_key, 0, 0)[1]
+  if e then return stamp(e) end
+  return nil
+end
+local function trim(horizon)  -- drop entries at or before horizon
+  if not oldest or oldest > horizon then return end
+  -- Usually only the oldest entry or two are out: look there before searching the whole log.
+  local second = redis.call('ZRANGE', log_key, 1, 1)[1]
+  local r = 0
+  if second and stamp(second) <= horizon then r = last_upto(horizon) end
+  local ts, cum = entry(r)
+  redis.call('ZREMRANGEBYRANK', log_key, 0, r)
+  base, trimmed, oldest = cum, ts, first_ts()
+  if oldest then
+    redis.call('HSET', meta_key, 'b', int(base), 'tr', int(trimmed), 'ol', int(oldest))
+  else
+    redis.call('HSET', meta_key, 'b', int(base), 'tr', int(trimmed))
+    redis.call('HDEL', meta_key, 'ol')
+  end
 end
 local function settle()
   -- P(x) is exact only from the newest trimmed entry on: an item stamped so late that a rate's
   -- window would reach behind it (another client decided later and trimmed) is decided, and
   -- booked, at the earliest time the log still vouches for.
-  local trimmed = tonumber(redis.call('HGET', meta_key, 'trimmed'))
   if trimmed and trimmed + longest > t then t = trimmed + longest end
 end
-local function earliest(w, b)  -- the earliest time >= t the item fits; the rate that pushed it
-  local sum, at, blocking = total(b), t, 0
+local function earliest(w)  -- the earliest time >= t the item fits; the rate that pushed it
+  if total - base + w <= room then return t, 0 end
+  local at, blocking = t, 0
   for i, rate in ipairs(rates) do
-    local need = sum + w - rate[1]
-    if need > b then
+    local need = total + w - rate[1]
+    if need > base then
       if w > rate[1] then return -1, i end
-      local m = redis.call('ZRANGEBYSCORE', cum_key, int(need), '+inf', 'LIMIT', 0, 1)[1]
-      local fits = tonumber(redis.call('ZSCORE', ts_key, m)) + rate[2]
+      local e = redis.call('ZRANGEBYSCORE', log_key, int(need), '+inf', 'LIMIT', 0, 1)[1]
+      local fits = stamp(e) + rate[2]
       if fits > at then at, blocking = fits, i end
     end
   end
   return at, blocking
 end
-local function record(at, w, b)
+local function record(at, w)
   if w <= 0 then return end  -- weight 0 changes no window: nothing to keep
-  local member = string.format('%012x', redis.call('HINCRBY', meta_key, 'seq', 1)) .. ':' .. int(w) .. ':' .. name
-  local before = upto(at, b)
-  -- Entries after `at` (reservations, or a skewed clock's future) count this weight too.
-  for _, m in ipairs(redis.call('ZRANGEBYSCORE', ts_key, '(' .. int(at), '+inf')) do
-    redis.call('ZINCRBY', cum_key, int(w), m)
+  if not default then default = name end
+  local member = struct.pack('>i6', at)
+  -- A name is kept in the entry only when it is not the bucket's first one.
+  local suffix = ''
+  if name ~= default then suffix = '/' .. name end
+  local r, before, last = -1, total, nil
+  if newest and at <= newest then
+    local e
+    if at == newest then
+      e = redis.call('ZRANGE', log_key, -1, -1, 'WITHSCORES')
+    else
+      r = last_upto(at)
+      e = r >= 0 and redis.call('ZRANGE', log_key, r, r, 'WITHSCORES') or {}
+    end
+    last, before = e[1], tonumber(e[2]) or base
   end
-  redis.call('ZADD', ts_key, int(at), member)
-  redis.call('ZADD', cum_key, int(before + w), member)
-  local newest = tonumber(redis.call('ZRANGE', ts_key, -1, -1, 'WITHSCORES')[2])
+  local later = {}
+  if newest and at < newest then later = redis.call('ZRANGE', log_key, r + 1, -1) end
+  -- Entries after `at` (reservations, or a skewed clock's future) count this weight too.
+  for i = #later, 1, -1 do redis.call('ZINCRBY', log_key, int(w), later[i]) end
+  if last and stamp(last) == at and owner(last) == name then
+    -- Right after an entry of the same time and name: one entry of the summed weight answers
+    -- every question the same way, and keeps the bucket's memory per entry, not per item.
+    redis.call('ZINCRBY', log_key, int(w), last)
+  else
+    member = member .. suffix
+    if newest and at <= newest and redis.call('ZSCORE', log_key, member) then
+      -- That time and name are taken further back: a sequence number keeps this one apart.
+      seq = (seq + 1) % 4294967296
+      member = struct.pack('>i6', at) .. '#' .. struct.pack('>I4', seq) .. suffix
+    end
+    redis.call('ZADD', log_key, int(before + w), member)
+  end
+  if not newest or at > newest then newest = at end
+  if not oldest or at < oldest then oldest = at end
+  total = total + w
+  redis.call('HSET', meta_key, 's', int(seq), 'to', int(total), 'ne', int(newest), 'ol', int(oldest), 'n', default)
   -- Idle buckets vanish; a second of slack covers clocks of clients that drift apart.
   local ttl = math.max(newest - t, 0) + longest + 1000
   for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, int(ttl)) end
@@ -105,55 +159,65 @@ end
 
 if op == 'reserve' then
   settle()
-  local b = trim(t - longest)
-  local at, blocking = earliest(n, b)
+  if oldest and oldest <= t - longest then trim(t - longest) end
+  local at, blocking = earliest(n)
   if blocking == 0 then
-    record(t, n, b)
+    record(t, n)
     return {0, 0, t}
   end
   local max_delay = tonumber(ARGV[4])
   if at ~= -1 and max_delay and at - t <= max_delay then
-    record(at, n, b)
+    record(at, n)
     return {at - t, 0, t}
   end
   if at == -1 then return {-1, blocking, t} end
   return {at - t, blocking, t}
 elseif op == 'waiting' then
-  local stamp = t  -- waiting counts from the item's own stamp: nothing is recorded or restamped
+  local own = t  -- waiting counts from the item's own stamp: nothing is recorded or restamped
   settle()
-  local at, blocking = earliest(n, base())
+  local at, blocking = earliest(n)
   if blocking == 0 then return 0 end
   if at == -1 then return -1 end
-  return at - stamp
+  return at - own
 elseif op == 'release' then
-  local suffix = ':' .. ARGV[4] .. ':' .. name
-  local found = redis.call('ZRANGEBYSCORE', ts_key, int(t), int(t))
-  for i = #found, 1, -1 do
-    local m = found[i]
-    if string.sub(m, 13) == suffix then
-      local rank = redis.call('ZRANK', ts_key, m)
-      for _, later in ipairs(redis.call('ZRANGE', ts_key, rank + 1, -1)) do
-        redis.call('ZINCRBY', cum_key, '-' .. ARGV[4], later)
-      end
-      redis.call('ZREM', ts_key, m)
-      redis.call('ZREM', cum_key, m)
-      return 1
+  -- The newest entry at t under that name holding at least w: merged entries give part back.
+  local w = tonumber(ARGV[4])
+  local r, found, cum = last_upto(t), nil, nil
+  local e = r >= 0 and redis.call('ZRANGE', log_key, r, r, 'WITHSCORES') or {}
+  while e[1] and stamp(e[1]) == t do
+    local prev = {}
+    if r > 0 then prev = redis.call('ZRANGE', log_key, r - 1, r - 1, 'WITHSCORES') end
+    local own = tonumber(e[2]) - (tonumber(prev[2]) or base)
+    if owner(e[1]) == name and own >= w then
+      found, cum = e[1], own
+      break
     end
+    r, e = r - 1, prev
   end
-  return 0
+  if not found then return 0 end
+  local later = redis.call('ZRANGE', log_key, '(' .. redis.call('ZSCORE', log_key, found), '+inf', 'BYSCORE')
+  if cum == w then redis.call('ZREM', log_key, found) else redis.call('ZINCRBY', log_key, '-' .. ARGV[4], found) end
+  for i = 1, #later do redis.call('ZINCRBY', log_key, '-' .. ARGV[4], later[i]) end
+  total = total - w
+  oldest = first_ts()
+  if oldest then
+    redis.call('HSET', meta_key, 'to', int(total), 'ol', int(oldest))
+  else
+    redis.call('HSET', meta_key, 'to', int(total))
+    redis.call('HDEL', meta_key, 'ol')
+  end
+  return 1
 elseif op == 'leak' then
-  local b = base()
-  return trim(t - longest) - b
+  local b = base
+  trim(t - longest)
+  return base - b
 elseif op == 'count' then
-  local b = base()
-  return total(b) - b
+  return total - base
 elseif op == 'peek' then
-  local b = base()
-  local unit = total(b) - n
-  if n < 0 or unit <= b then return nil end
-  local m = redis.call('ZRANGEBYSCORE', cum_key, int(unit), '+inf', 'LIMIT', 0, 1)[1]
-  local sep = string.find(m, ':', 14, true)
-  return {string.sub(m, sep + 1), tonumber(redis.call('ZSCORE', ts_key, m))}
+  local unit = total - n
+  if n < 0 or unit <= base then return nil end
+  local e = redis.call('ZRANGEBYSCORE', log_key, int(unit), '+inf', 'LIMIT', 0, 1)[1]
+  return {owner(e), stamp(e)}
 end
 return redis.error_reply('pyrate_limiter: unknown op ' .. op)
 """
@@ -163,14 +227,15 @@ SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 class RedisBucket(AbstractBucket):
     """A bucket kept in Redis (one server or a cluster): many processes share it by ``bucket_key``.
 
-    Each item is one sorted-set entry carrying its weight, so a decision costs O(log n) in the
-    entries kept, whatever the weight; an item stamped before newer entries (skewed clocks, queued
-    reservations) also updates the running weight of those. Every key expires once idle for the
+    Each item is one sorted-set entry carrying its weight (items of one millisecond and name in a
+    row share one), so a decision costs O(log n) in the entries kept, whatever the weight; an item
+    stamped before newer entries (skewed clocks, queued reservations) also updates the running
+    weight of those. Every key expires once idle for the
     longest interval (plus pending reservations and a second of slack).
 
     :param redis: a sync or async client, single node or cluster. The async bucket runs a sync
         client's calls in a worker thread, so it works on event loops the async client cannot use.
-    :param bucket_key: the shared name; the bucket's keys are ``{bucket_key}:ts``, ``:cum`` and
+    :param bucket_key: the shared name; the bucket's keys are ``{bucket_key}:log`` and
         ``:meta`` (one hash tag, so they live on one cluster node).
     :param server_time: decide at the Redis server's clock instead of the items' timestamps, read
         inside the same script: for fleets whose clocks disagree. ``leak`` then uses it too.
@@ -191,7 +256,7 @@ class RedisBucket(AbstractBucket):
         self.bucket_key = bucket_key
         self.server_time = server_time
         tag = "{" + bucket_key + "}"
-        self._keys = (f"{tag}:ts", f"{tag}:cum", f"{tag}:meta")
+        self._keys = (f"{tag}:log", f"{tag}:meta")
         self._rates = [str(number) for rate in self.rates for number in (rate.limit, rate.interval)]
         # Decided once: an async client is awaited, a sync one runs in a worker thread.
         self._native = is_async_client(redis)
