@@ -82,8 +82,9 @@ class AsyncPostgresBucket(AsyncAbstractBucket):
         # quoted identifier: there the table's name is escaped; statements without are sent as is.
         table_sql = sql.SQL(sql.Identifier(table).as_string(None).replace("%", "%%"))
 
-        def render(query: str) -> bytes:
-            return sql.SQL(query).format(**{**ident, "table": table_sql}).as_bytes(None)
+        def render(query: str, **constants: int | list[int]) -> bytes:
+            literals = {name: sql.SQL(_bigints(value)) for name, value in constants.items()}
+            return sql.SQL(query).format(**{**ident, "table": table_sql}, **literals).as_bytes(None)
 
         def function(head: str, body: str) -> bytes:
             literal = sql.Literal(sql.SQL(body).format(**ident).as_string(None))
@@ -95,7 +96,8 @@ class AsyncPostgresBucket(AsyncAbstractBucket):
             (function(_TRIM_HEAD, _TRIM_BODY), None),
             (function(_DECIDE_HEAD, _DECIDE_BODY), None),
         ]
-        self._decide_sql = render(_DECIDE_CALL)
+        # The bucket's constants are part of the statement: fewer parameters to send each call.
+        self._decide_sql = render(_DECIDE_CALL, lock=self.lock_key, limits=self._limits, intervals=self._intervals)
         self._lock_sql = _LOCK
         self._count_sql = render(_COUNT)
         self._peek_sql = render(_PEEK)
@@ -139,10 +141,7 @@ class AsyncPostgresBucket(AsyncAbstractBucket):
         return None if row is None else RateItem(row[0], int(row[1]))
 
     async def _decide(self, item: RateItem, max_delay: int | None, *, record: bool) -> tuple[int, Rate | None]:
-        params = [
-            self.lock_key, self.key, _name(item), item.timestamp, item.weight, max_delay,
-            self._limits, self._intervals, record,
-        ]  # fmt: skip
+        params = [self.key, _name(item), item.timestamp, item.weight, max_delay, record]
         row = await self._pool.run([(self._decide_sql, params)], self._setup)
         assert row is not None
         if record:
@@ -280,6 +279,13 @@ def _name(item: RateItem) -> str:
     return name
 
 
+def _bigints(value: int | list[int]) -> str:
+    # Integers this module computed, never user text: safe as literals.
+    if isinstance(value, int):
+        return f"{int(value)}::bigint"
+    return "ARRAY[" + ",".join(str(int(v)) for v in value) + "]::bigint[]"
+
+
 def _derived_name(table: str, suffix: str) -> str:
     # A fixed-length name per table for its function and indexes: the table's own name may be 63 bytes.
     digest = hashlib.blake2b(table.encode(), digest_size=8, person=b"pyrate-table").hexdigest()
@@ -349,6 +355,7 @@ DECLARE
     v_now bigint := p_t;
     v_mark bigint;
     v_base bigint;
+    v_oldest bigint;
     v_total bigint := 0;
     v_last bigint;
     v_at bigint;
@@ -357,21 +364,25 @@ DECLARE
     v_prev bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(p_lock);
+    -- One statement reads both ends: the marker (always the oldest row, strictly: rows left
+    -- after a trim are newer than it, and none is recorded before it plus the longest interval),
+    -- the oldest item (when it is due, a trim is) and the newest row (the total).
+    SELECT e.mark, e.base, e.oldest, n.cum, n.ts INTO v_mark, v_base, v_oldest, v_total, v_last
+        FROM (SELECT min(ts) FILTER (WHERE name IS NULL) AS mark, coalesce(max(cum) FILTER (WHERE name IS NULL), 0)
+                AS base, min(ts) FILTER (WHERE name IS NOT NULL) AS oldest
+            FROM (SELECT name, ts, cum FROM {table} WHERE bucket = p_bucket ORDER BY ts LIMIT 2) f) e
+        LEFT JOIN LATERAL (SELECT cum, ts FROM {table} WHERE bucket = p_bucket ORDER BY ts DESC, cum DESC LIMIT 1) n
+            ON true;
     -- Nothing is judged before the marker plus the longest interval: the windows of an earlier
     -- item would reach back over trimmed rows.
-    SELECT CASE WHEN name IS NULL THEN ts END, CASE WHEN name IS NULL THEN cum ELSE 0 END INTO v_mark, v_base
-        FROM {table} WHERE bucket = p_bucket ORDER BY ts LIMIT 1;
-    v_base := coalesce(v_base, 0);
     IF v_mark IS NOT NULL AND v_now < v_mark + v_longest THEN
         v_now := v_mark + v_longest;
     END IF;
-    IF p_record THEN
+    IF p_record AND v_oldest <= v_now - v_longest THEN
         SELECT base INTO v_base FROM {trim}(p_bucket, v_now - v_longest);
+        SELECT cum, ts INTO v_total, v_last FROM {table} WHERE bucket = p_bucket ORDER BY ts DESC, cum DESC LIMIT 1;
     END IF;
-    SELECT cum, ts INTO v_total, v_last FROM {table} WHERE bucket = p_bucket ORDER BY ts DESC, cum DESC LIMIT 1;
-    IF NOT FOUND THEN
-        v_total := 0;
-    END IF;
+    v_total := coalesce(v_total, 0);
     v_at := v_now;
     decided := v_now;
     FOR i IN 1 .. cardinality(p_limits) LOOP
@@ -420,8 +431,8 @@ END
 """
 
 _DECIDE_CALL = (
-    "SELECT delay, rate, decided FROM {function}(%s::bigint, %s::text, %s::text, %s::bigint, %s::bigint, %s::bigint, "
-    "%s::bigint[], %s::bigint[], %s::boolean)"
+    "SELECT delay, rate, decided FROM {function}({lock}, %s::text, %s::text, %s::bigint, %s::bigint, %s::bigint, "
+    "{limits}, {intervals}, %s::boolean)"
 )
 
 _TOTAL = "(SELECT cum FROM {table} WHERE bucket = %(bucket)s ORDER BY cum DESC LIMIT 1)"
