@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyrate_limiter import Rate, RateItem, SQLiteBucket
 from tests.windows import assert_windows_hold
@@ -25,9 +25,11 @@ RATES = [Rate(10, 100), Rate(40, 1000)]
 TABLE = 'shared "bucket"; --'
 
 
-def hammer(path: str, start_at: float, seconds: float) -> tuple[list[tuple[int, int]], int]:
+def hammer(path: str, ready: Any, seconds: float) -> tuple[list[tuple[int, int]], int]:
     """In a child process: threads put items (some may wait 50 ms); return the admitted and the tries."""
-    time.sleep(max(0.0, start_at - 0.5 - time.time()))
+    # Every process waits for the others, however slowly they were spawned, then all start at once.
+    ready.wait(timeout=120)
+    start_at = time.time() + 0.5
     # All at once on a new file: each process creates the table and turns the file to WAL.
     bucket = SQLiteBucket.init_from_file(RATES, db_path=path, table=TABLE)
     admitted: list[tuple[int, int]] = []
@@ -73,11 +75,12 @@ def hammer(path: str, start_at: float, seconds: float) -> tuple[list[tuple[int, 
 
 def test_processes_sharing_a_file_never_exceed_its_rates(tmp_path: Path) -> None:
     path = str(tmp_path / "shared ü.sqlite")
-    start_at = time.time() + 2.0  # spawned interpreters need a moment to import
     seconds = 1.5
-    with ProcessPoolExecutor(PROCESSES, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(hammer, path, start_at, seconds) for _ in range(PROCESSES)]
-        results = [future.result(timeout=60) for future in futures]
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(PROCESSES, mp_context=context) as pool:
+        ready = manager.Barrier(PROCESSES)
+        futures = [pool.submit(hammer, path, ready, seconds) for _ in range(PROCESSES)]
+        results = [future.result(timeout=180) for future in futures]
     admitted = sorted(entry for entries, _ in results for entry in entries)
     tries = sum(count for _, count in results)
     assert tries > 4 * len(admitted) > 0, "the bucket was never under pressure"
