@@ -44,6 +44,7 @@ REPLACEMENTS = {
     "AsyncAbstractClock": "AbstractClock",
     "AsyncBucketFactory": "BucketFactory",
     "AsyncInMemoryBucket": "InMemoryBucket",
+    "AsyncReservingBucket": "ReservingBucket",
     "AsyncLimiter": "Limiter",
     "AsyncMonotonicClock": "MonotonicClock",
     "AsyncSingleBucketFactory": "SingleBucketFactory",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import AsyncAbstractBucket
+from .base import AsyncAbstractBucket, AsyncReservingBucket
 from .in_memory import AsyncInMemoryBucket
 from .postgres import AsyncPostgresBucket, AsyncPostgresClock
 from .redis import AsyncRedisBucket
@@ -10,6 +10,7 @@ from .sqlite import AsyncSQLiteBucket, AsyncSQLiteClock
 
 __all__ = [
     "AsyncAbstractBucket",
+    "AsyncReservingBucket",
     "AsyncInMemoryBucket",
     "AsyncPostgresBucket",
     "AsyncPostgresClock",

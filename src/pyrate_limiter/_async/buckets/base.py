@@ -79,3 +79,18 @@ class AsyncAbstractBucket(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional: most buckets own nothing
         """Release what the bucket opened itself; a bucket never closes a connection it was given."""
+
+
+class AsyncReservingBucket(AsyncAbstractBucket):
+    """A bucket whose one atomic step is ``reserve``: ``put`` is a reservation allowed no wait.
+
+    All of ours derive from it, so that admitting and reserving can never drift apart.
+    """
+
+    @abstractmethod
+    async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+        """Record ``item`` now or, within ``max_delay`` ms, at the earliest time it fits (see the base)."""
+
+    async def put(self, item: RateItem) -> bool:
+        _, self.failing_rate = await self.reserve(item, None)
+        return self.failing_rate is None

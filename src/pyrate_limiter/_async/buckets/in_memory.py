@@ -6,23 +6,19 @@ from typing import TYPE_CHECKING
 
 from ..._rate import RateItem, check_rates
 from ..._window import SlidingLog
-from .base import AsyncAbstractBucket
+from .base import AsyncReservingBucket
 
 if TYPE_CHECKING:
     from ..._rate import Rate
 
 
-class AsyncInMemoryBucket(AsyncAbstractBucket):
+class AsyncInMemoryBucket(AsyncReservingBucket):
     """Items of one bucket kept in this process: 24 bytes per admitted item, whatever its weight."""
 
     def __init__(self, rates: list[Rate]) -> None:
         self.rates = check_rates(rates)
         self.failing_rate = None
         self._log = SlidingLog(self.rates)
-
-    async def put(self, item: RateItem) -> bool:
-        _, self.failing_rate = self._log.reserve(item, None)
-        return self.failing_rate is None
 
     async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
         return self._log.reserve(item, max_delay)

@@ -10,7 +10,7 @@ from ..._concurrency import arun_blocking
 from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
 from ..clocks import AsyncAbstractClock
-from .base import AsyncAbstractBucket
+from .base import AsyncReservingBucket
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -28,7 +28,7 @@ DEFAULT_KEY = "default"
 _MAX_IDENTIFIER = 63  # PostgreSQL silently truncates longer names: two tables would become one
 
 
-class AsyncPostgresBucket(AsyncAbstractBucket):
+class AsyncPostgresBucket(AsyncReservingBucket):
     """One bucket stored in a PostgreSQL table, shared by every process that names the same table and key.
 
     A decision is one round trip: a function created with the table decides and records under a
@@ -104,10 +104,6 @@ class AsyncPostgresBucket(AsyncAbstractBucket):
         self._leak_sql = render(_LEAK)
         self._flush_sql = render(_FLUSH)
         self._release_sql = render(_RELEASE)
-
-    async def put(self, item: RateItem) -> bool:
-        _, self.failing_rate = await self._decide(item, None, record=True)
-        return self.failing_rate is None
 
     async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
         return await self._decide(item, max_delay, record=True)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..._concurrency import aresolve, arun_blocking
 from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
-from .base import AsyncAbstractBucket
+from .base import AsyncReservingBucket
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -223,7 +223,7 @@ return redis.error_reply('pyrate_limiter: unknown op ' .. op)
 SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
 
-class AsyncRedisBucket(AsyncAbstractBucket):
+class AsyncRedisBucket(AsyncReservingBucket):
     """A bucket kept in Redis (one server or a cluster): many processes share it by ``bucket_key``.
 
     Each item is one sorted-set entry carrying its weight (items of one millisecond and name in a
@@ -276,10 +276,6 @@ class AsyncRedisBucket(AsyncAbstractBucket):
         bucket = cls(rates, redis, bucket_key, server_time=server_time)
         await bucket._call(_load, _blocking_load)
         return bucket
-
-    async def put(self, item: RateItem) -> bool:
-        _, self.failing_rate = await self.reserve(item, None)
-        return self.failing_rate is None
 
     async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
         delay, index, now = await self._run(

@@ -20,7 +20,7 @@ from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
 from ..._window import NEVER
 from ..clocks import AsyncAbstractClock
-from .base import AsyncAbstractBucket
+from .base import AsyncReservingBucket
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, MutableMapping, Sequence
@@ -39,7 +39,7 @@ _SETUP_ATTEMPTS = 20
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
-class AsyncSQLiteBucket(AsyncAbstractBucket):
+class AsyncSQLiteBucket(AsyncReservingBucket):
     """One bucket stored in an SQLite table, shared by every process that opens the same file and table.
 
     The table holds one row per admitted item: ``cum`` (the running total of weight, the row id),
@@ -117,10 +117,6 @@ class AsyncSQLiteBucket(AsyncAbstractBucket):
             await bucket.aclose()
             raise
         return bucket
-
-    async def put(self, item: RateItem) -> bool:
-        _, self.failing_rate = await self._decide(item, None, record=True)
-        return self.failing_rate is None
 
     async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
         return await self._decide(item, max_delay, record=True)

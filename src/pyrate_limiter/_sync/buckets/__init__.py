@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .base import AbstractBucket
+from .base import AbstractBucket, ReservingBucket
 from .in_memory import InMemoryBucket
 from .postgres import PostgresBucket, PostgresClock
 from .redis import RedisBucket
@@ -11,6 +11,7 @@ from .sqlite import SQLiteBucket, SQLiteClock
 
 __all__ = [
     "AbstractBucket",
+    "ReservingBucket",
     "InMemoryBucket",
     "PostgresBucket",
     "PostgresClock",

@@ -80,3 +80,18 @@ class AbstractBucket(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional: most buckets own nothing
         """Release what the bucket opened itself; a bucket never closes a connection it was given."""
+
+
+class ReservingBucket(AbstractBucket):
+    """A bucket whose one atomic step is ``reserve``: ``put`` is a reservation allowed no wait.
+
+    All of ours derive from it, so that admitting and reserving can never drift apart.
+    """
+
+    @abstractmethod
+    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+        """Record ``item`` now or, within ``max_delay`` ms, at the earliest time it fits (see the base)."""
+
+    def put(self, item: RateItem) -> bool:
+        _, self.failing_rate = self.reserve(item, None)
+        return self.failing_rate is None

@@ -11,7 +11,7 @@ from ..._concurrency import run_blocking
 from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
 from ..clocks import AbstractClock
-from .base import AbstractBucket
+from .base import ReservingBucket
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -29,7 +29,7 @@ DEFAULT_KEY = "default"
 _MAX_IDENTIFIER = 63  # PostgreSQL silently truncates longer names: two tables would become one
 
 
-class PostgresBucket(AbstractBucket):
+class PostgresBucket(ReservingBucket):
     """One bucket stored in a PostgreSQL table, shared by every process that names the same table and key.
 
     A decision is one round trip: a function created with the table decides and records under a
@@ -105,10 +105,6 @@ class PostgresBucket(AbstractBucket):
         self._leak_sql = render(_LEAK)
         self._flush_sql = render(_FLUSH)
         self._release_sql = render(_RELEASE)
-
-    def put(self, item: RateItem) -> bool:
-        _, self.failing_rate = self._decide(item, None, record=True)
-        return self.failing_rate is None
 
     def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
         return self._decide(item, max_delay, record=True)

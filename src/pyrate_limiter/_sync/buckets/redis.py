@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..._concurrency import resolve, run_blocking
 from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
-from .base import AbstractBucket
+from .base import ReservingBucket
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -224,7 +224,7 @@ return redis.error_reply('pyrate_limiter: unknown op ' .. op)
 SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
 
 
-class RedisBucket(AbstractBucket):
+class RedisBucket(ReservingBucket):
     """A bucket kept in Redis (one server or a cluster): many processes share it by ``bucket_key``.
 
     Each item is one sorted-set entry carrying its weight (items of one millisecond and name in a
@@ -277,10 +277,6 @@ class RedisBucket(AbstractBucket):
         bucket = cls(rates, redis, bucket_key, server_time=server_time)
         bucket._call(_load, _blocking_load)
         return bucket
-
-    def put(self, item: RateItem) -> bool:
-        _, self.failing_rate = self.reserve(item, None)
-        return self.failing_rate is None
 
     def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
         delay, index, now = self._run(

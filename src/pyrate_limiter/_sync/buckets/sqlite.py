@@ -21,7 +21,7 @@ from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
 from ..._window import NEVER
 from ..clocks import AbstractClock
-from .base import AbstractBucket
+from .base import ReservingBucket
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, MutableMapping, Sequence
@@ -40,7 +40,7 @@ _SETUP_ATTEMPTS = 20
 Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 
 
-class SQLiteBucket(AbstractBucket):
+class SQLiteBucket(ReservingBucket):
     """One bucket stored in an SQLite table, shared by every process that opens the same file and table.
 
     The table holds one row per admitted item: ``cum`` (the running total of weight, the row id),
@@ -118,10 +118,6 @@ class SQLiteBucket(AbstractBucket):
             bucket.close()
             raise
         return bucket
-
-    def put(self, item: RateItem) -> bool:
-        _, self.failing_rate = self._decide(item, None, record=True)
-        return self.failing_rate is None
 
     def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
         return self._decide(item, max_delay, record=True)
