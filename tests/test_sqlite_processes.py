@@ -57,8 +57,9 @@ def hammer(path: str, ready: Any, seconds: float) -> tuple[list[tuple[int, int]]
                 tries[0] += 1
                 if rate is None:
                     admitted.append((at, item.weight))
-            if rate is None and at > time.time() * 1000:
-                time.sleep(at / 1000 - time.time())
+            if rate is None:
+                # Read the clock once: a second reading could already be past `at`.
+                time.sleep(max(0.0, at / 1000 - time.time()))
 
     threads = [threading.Thread(target=run, args=(os.getpid() * 100 + i,)) for i in range(THREADS)]
     try:
