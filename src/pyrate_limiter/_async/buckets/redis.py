@@ -21,202 +21,271 @@ if TYPE_CHECKING:
     from ..._typing import AsyncRedisClient, RedisClient
 
 # The rule of ``_window.py`` run server-side. Both keys share the bucket's hash tag:
-#   KEYS[1] log  sorted set scored by the running weight ``cum``; timestamps rise with it, so ranks
+#   KEYS[1] log    sorted set scored by the running weight ``cum``; timestamps rise with it, so ranks
 #           are in timestamp order too. A member is the timestamp in 6 bytes, then "/name" only for
 #           a name other than the bucket's first one; items of one time and name recorded one after
 #           the other share an entry (6-byte members keep Redis at ~105 bytes an entry). When that
 #           time and name are taken further back, '#' and a 4-byte sequence number follow the time.
-#   KEYS[2] meta hash: b (weight of trimmed entries), tr (timestamp of the newest trimmed entry),
-#           s (sequence), to (total), ne (newest timestamp), ol (oldest timestamp), n (first name).
-# ARGV: op, t ('' = the server's clock), weight or index, max_delay ('' = none), name, then limit
-# and interval of every rate.
+#   KEYS[2] state  one string, read and written once per call: eight doubles (exact for these
+#           integers, and cheaper for Lua than text) base (weight of trimmed entries), trimmed
+#           (newest trimmed timestamp), seq, total, newest, oldest, expiry (when both keys expire,
+#           on the clients' clock), the first name's length (-1: none yet); then the first name and
+#           the newest entry's member ('' = look it up).
+# ARGV: op; the rates as "longest smallest-limit limit interval limit interval ..."; then requests of
+# two: "time weight max_delay" (time '' = the server's clock, weight or peek's index, max_delay
+# '' = none) and the name. Only 'reserve' takes several requests: it decides them in order, each
+# as if alone, and answers "delay rate-index time" for each, in one string.
+# Every argument and reply element costs the client, every closure and command costs Redis, on
+# every call: the usual acquire sends four arguments, runs GET, ZADD (or ZINCRBY) and SET, gets
+# one string back, and renews the keys' expiry about once per longest interval.
 SCRIPT = r"""
-local log_key, meta_key = KEYS[1], KEYS[2]
-local op, t, n, name = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[5]
-if not t then
-  if redis.replicate_commands then redis.replicate_commands() end
-  local now = redis.call('TIME')
-  t = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local log_key, state_key = KEYS[1], KEYS[2]
+local op, longest, room = ARGV[1], string.match(ARGV[2], '^(%d+) (%d+)')
+longest, room = tonumber(longest), tonumber(room)
+local NONE = 4503599627370496  -- 2^52: later than any time, and -NONE earlier than any
+
+local base, trimmed, seq, total, newest, oldest, expiry = 0, -NONE, 0, 0, -NONE, NONE, -NONE
+local default, last = nil, ''
+local saved = redis.call('GET', state_key)
+if saved then
+  local dl, at
+  base, trimmed, seq, total, newest, oldest, expiry, dl, at = struct.unpack('<dddddddd', saved)
+  if dl >= 0 then default = string.sub(saved, at, at + dl - 1) end
+  last = string.sub(saved, at + math.max(dl, 0))
+else
+  redis.call('DEL', log_key)  -- a log without its state cannot be read: start afresh
 end
-local rates, longest, room = {}, 0, math.huge
-for i = 6, #ARGV, 2 do
-  local limit, interval = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  rates[#rates + 1] = {limit, interval}
-  if interval > longest then longest = interval end
-  if limit < room then room = limit end
+local changed, server_now = false, nil
+
+local function time_of(arg)  -- a request's time: its own, or ('') the server's
+  local t = tonumber(arg)
+  if t then return t end
+  if not server_now then
+    if redis.replicate_commands then redis.replicate_commands() end
+    local now = redis.call('TIME')
+    server_now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  end
+  return server_now
 end
 
-local function int(x) return string.format('%d', x) end
--- The whole state but the log, read once: base, trimmed, seq, total, newest, oldest, default name.
-local m = redis.call('HMGET', meta_key, 'b', 'tr', 's', 'to', 'ne', 'ol', 'n')
-local base, trimmed, seq = tonumber(m[1]) or 0, tonumber(m[2]), tonumber(m[3]) or 0
-local total, newest, oldest, default = tonumber(m[4]) or base, tonumber(m[5]), tonumber(m[6]), m[7]
-local function stamp(member) return (struct.unpack('>i6', member)) end
-local function owner(member)  -- the name an entry was recorded under
-  local slash = 7  -- after the timestamp, or after '#' and a sequence number
-  if string.sub(member, 7, 7) == '#' then slash = 12 end
-  if #member >= slash then return string.sub(member, slash + 1) end
-  return default
-end
-local function entry(rank)  -- timestamp and cum of the entry at rank
-  local e = redis.call('ZRANGE', log_key, rank, rank, 'WITHSCORES')
-  return stamp(e[1]), tonumber(e[2])
-end
-local function last_upto(x)  -- rank of the last entry stamped at or before x (-1: none)
-  local lo, hi = 0, redis.call('ZCARD', log_key) - 1
-  local found = -1
-  while lo <= hi do
-    local mid = math.floor((lo + hi) / 2)
-    if entry(mid) <= x then found, lo = mid, mid + 1 else hi = mid - 1 end
-  end
-  return found
-end
-local function first_ts()
-  local e = redis.call('ZRANGE', log_key, 0, 0)[1]
-  if e then return stamp(e) end
-  return nil
-end
-local function trim(horizon)  -- drop entries at or before horizon
-  if not oldest or oldest > horizon then return end
-  -- Usually only the oldest entry or two are out: look there before searching the whole log.
-  local second = redis.call('ZRANGE', log_key, 1, 1)[1]
-  local r = 0
-  if second and stamp(second) <= horizon then r = last_upto(horizon) end
-  local ts, cum = entry(r)
-  redis.call('ZREMRANGEBYRANK', log_key, 0, r)
-  base, trimmed, oldest = cum, ts, first_ts()
-  if oldest then
-    redis.call('HSET', meta_key, 'b', int(base), 'tr', int(trimmed), 'ol', int(oldest))
-  else
-    redis.call('HSET', meta_key, 'b', int(base), 'tr', int(trimmed))
-    redis.call('HDEL', meta_key, 'ol')
-  end
-end
-local function settle()
-  -- P(x) is exact only from the newest trimmed entry on: an item stamped so late that a rate's
-  -- window would reach behind it (another client decided later and trimmed) is decided, and
-  -- booked, at the earliest time the log still vouches for.
-  if trimmed and trimmed + longest > t then t = trimmed + longest end
-end
-local function earliest(w)  -- the earliest time >= t the item fits; the rate that pushed it
-  if total - base + w <= room then return t, 0 end
-  local at, blocking = t, 0
-  for i, rate in ipairs(rates) do
-    local need = total + w - rate[1]
-    if need > base then
-      if w > rate[1] then return -1, i end
-      local e = redis.call('ZRANGEBYSCORE', log_key, int(need), '+inf', 'LIMIT', 0, 1)[1]
-      local fits = stamp(e) + rate[2]
-      if fits > at then at, blocking = fits, i end
-    end
-  end
-  return at, blocking
-end
-local function record(at, w)
-  if w <= 0 then return end  -- weight 0 changes no window: nothing to keep
+local function append(at, w, name)
+  -- Record an item as the newest entry, or merge it into the newest entry when that has the same
+  -- time and name: the usual cases. False (and nothing done) when neither applies.
   if not default then default = name end
-  local member = struct.pack('>i6', at)
   -- A name is kept in the entry only when it is not the bucket's first one.
-  local suffix = ''
-  if name ~= default then suffix = '/' .. name end
-  local r, before, last = -1, total, nil
-  if newest and at <= newest then
-    local e
-    if at == newest then
-      e = redis.call('ZRANGE', log_key, -1, -1, 'WITHSCORES')
-    else
-      r = last_upto(at)
-      e = r >= 0 and redis.call('ZRANGE', log_key, r, r, 'WITHSCORES') or {}
-    end
-    last, before = e[1], tonumber(e[2]) or base
-  end
-  local later = {}
-  if newest and at < newest then later = redis.call('ZRANGE', log_key, r + 1, -1) end
-  -- Entries after `at` (reservations, or a skewed clock's future) count this weight too.
-  for i = #later, 1, -1 do redis.call('ZINCRBY', log_key, int(w), later[i]) end
-  if last and stamp(last) == at and owner(last) == name then
-    -- Right after an entry of the same time and name: one entry of the summed weight answers
-    -- every question the same way, and keeps the bucket's memory per entry, not per item.
-    redis.call('ZINCRBY', log_key, int(w), last)
+  local member = struct.pack('>i6', at)
+  if name ~= default then member = member .. '/' .. name end
+  if at == newest and member == last then
+    -- One entry of the summed weight answers every question the same way, and keeps the
+    -- bucket's memory per entry, not per item.
+    redis.call('ZINCRBY', log_key, string.format('%d', w), last)
+  elseif at > newest then
+    if oldest == NONE then oldest, expiry = at, -NONE end  -- a new log: it needs its expiry
+    redis.call('ZADD', log_key, string.format('%d', total + w), member)
+    newest, last = at, member
   else
-    member = member .. suffix
-    if newest and at <= newest and redis.call('ZSCORE', log_key, member) then
-      -- That time and name are taken further back: a sequence number keeps this one apart.
-      seq = (seq + 1) % 4294967296
-      member = struct.pack('>i6', at) .. '#' .. struct.pack('>I4', seq) .. suffix
-    end
-    redis.call('ZADD', log_key, int(before + w), member)
+    return false
   end
-  if not newest or at > newest then newest = at end
-  if not oldest or at < oldest then oldest = at end
-  total = total + w
-  redis.call('HSET', meta_key, 's', int(seq), 'to', int(total), 'ne', int(newest), 'ol', int(oldest), 'n', default)
-  -- Idle buckets vanish; a second of slack covers clocks of clients that drift apart.
-  local ttl = math.max(newest - t, 0) + longest + 1000
-  for _, key in ipairs(KEYS) do redis.call('PEXPIRE', key, int(ttl)) end
+  total, changed = total + w, true
+  return true
+end
+
+-- The rest of the rule, made only when a call needs it: each closure costs Redis time per call.
+local function make_rule()
+  local limits, intervals = {}, {}
+  for limit, interval in string.gmatch(string.gsub(ARGV[2], '^%d+ %d+', ''), ' (%d+) (%d+)') do
+    limits[#limits + 1], intervals[#intervals + 1] = tonumber(limit), tonumber(interval)
+  end
+  local function int(x) return string.format('%d', x) end
+  local function stamp(member) return (struct.unpack('>i6', member)) end
+  local function owner(member)  -- the name an entry was recorded under
+    local slash = 7  -- after the timestamp, or after '#' and a sequence number
+    if string.sub(member, 7, 7) == '#' then slash = 12 end
+    if #member >= slash then return string.sub(member, slash + 1) end
+    return default
+  end
+  local function entry(rank)  -- member, timestamp and cum of the entry at rank
+    local e = redis.call('ZRANGE', log_key, rank, rank, 'WITHSCORES')
+    if not e[1] then return nil, nil, base end
+    return e[1], stamp(e[1]), tonumber(e[2])
+  end
+  local function last_upto(x)  -- rank of the last entry stamped at or before x (-1: none)
+    local lo, hi = 0, redis.call('ZCARD', log_key) - 1
+    local found = -1
+    while lo <= hi do
+      local mid = math.floor((lo + hi) / 2)
+      local _, ts = entry(mid)
+      if ts <= x then found, lo = mid, mid + 1 else hi = mid - 1 end
+    end
+    return found
+  end
+  local function refresh_oldest()
+    local _, ts = entry(0)
+    if ts then oldest = ts else oldest, last, expiry = NONE, '', -NONE end  -- the log is gone
+  end
+  local r = {stamp = stamp, owner = owner, int = int, entry = entry, last_upto = last_upto,
+    refresh_oldest = refresh_oldest}
+  function r.trim(horizon)  -- drop entries at or before horizon
+    if oldest > horizon then return end
+    -- Usually only the oldest entry or two are out: look there before searching the whole log.
+    local _, second = entry(1)
+    local rank = 0
+    if second and second <= horizon then rank = last_upto(horizon) end
+    local _, ts, cum = entry(rank)
+    redis.call('ZREMRANGEBYRANK', log_key, 0, rank)
+    base, trimmed, changed = cum, ts, true
+    refresh_oldest()
+  end
+  function r.earliest(t, w)  -- the earliest time >= t the item fits; the rate that pushed it
+    if total - base + w <= room then return t, 0 end
+    local at, blocking = t, 0
+    for i = 1, #limits do
+      local need = total + w - limits[i]
+      if need > base then
+        if w > limits[i] then return -1, i end
+        local e = redis.call('ZRANGEBYSCORE', log_key, int(need), '+inf', 'LIMIT', 0, 1)[1]
+        local fits = stamp(e) + intervals[i]
+        if fits > at then at, blocking = fits, i end
+      end
+    end
+    return at, blocking
+  end
+  function r.record(at, w, name)
+    if w <= 0 then return end  -- weight 0 changes no window: nothing to keep
+    if at >= newest and append(at, w, name) then return end
+    if oldest == NONE then expiry = -NONE end
+    local suffix = ''
+    if name ~= default then suffix = '/' .. name end
+    if at == newest and last == '' then last = entry(-1) or '' end
+    local member, before = last, total
+    if at < newest then
+      -- Entries after `at` (reservations, or a skewed clock's future) count this weight too.
+      local rank = last_upto(at)
+      local later = redis.call('ZRANGE', log_key, rank + 1, -1)
+      for i = #later, 1, -1 do redis.call('ZINCRBY', log_key, int(w), later[i]) end
+      member, before = nil, base
+      if rank >= 0 then
+        local _
+        member, _, before = entry(rank)
+      end
+    end
+    if member and member ~= '' and stamp(member) == at and owner(member) == name then
+      redis.call('ZINCRBY', log_key, int(w), member)  -- right after one of its time and name: merged
+    else
+      member = struct.pack('>i6', at) .. suffix
+      if redis.call('ZSCORE', log_key, member) then
+        -- That time and name are taken further back: a sequence number keeps this one apart.
+        seq = (seq + 1) % 4294967296
+        member = struct.pack('>i6', at) .. '#' .. struct.pack('>I4', seq) .. suffix
+      end
+      redis.call('ZADD', log_key, int(before + w), member)
+      if at == newest then last = member end
+    end
+    if at < oldest then oldest = at end
+    total, changed = total + w, true
+  end
+  return r
+end
+local made
+local function rule()
+  if not made then made = make_rule() end
+  return made
+end
+
+local function save(t, renew)
+  if not changed then return end
+  -- Idle buckets vanish: both keys live the longest interval past the newest entry (or now),
+  -- plus a second for clocks that drift apart; renewed a whole interval ahead, so rarely.
+  local need = math.max(newest - t, 0) + longest + 1000
+  local ttl = nil  -- keep the keys' expiry
+  if oldest == NONE then
+    ttl = need  -- no log: only the state (the trimmed floor) is left
+  elseif renew and expiry < t + need then
+    expiry = t + need + longest
+    ttl = expiry - t
+    redis.call('PEXPIRE', log_key, string.format('%d', ttl))
+  end
+  local state = struct.pack('<dddddddd', base, trimmed, seq, total, newest, oldest, expiry,
+    default and #default or -1) .. (default or '') .. last
+  if ttl then
+    redis.call('SET', state_key, state, 'PX', string.format('%d', ttl))
+  else
+    redis.call('SET', state_key, state, 'KEEPTTL')
+  end
 end
 
 if op == 'reserve' then
-  settle()
-  if oldest and oldest <= t - longest then trim(t - longest) end
-  local at, blocking = earliest(n)
-  if blocking == 0 then
-    record(t, n)
-    return {0, 0, t}
+  local out, latest = {}, -NONE
+  for j = 3, #ARGV, 2 do  -- requests in order, each decided as if alone
+    local t, w, max_delay = string.match(ARGV[j], '^(%S*) (%S*) (%S*)$')
+    t, w, max_delay = time_of(t), tonumber(w), tonumber(max_delay)
+    if t >= trimmed + longest and oldest > t - longest and total - base + w <= room and t >= newest and w > 0
+      and append(t, w, ARGV[j + 1]) then
+      out[#out + 1] = string.format('0 0 %d', t)  -- fitted every rate, with nothing to trim
+    else
+      -- P(x) is exact only from the newest trimmed entry on: an item stamped so late that a
+      -- rate's window would reach behind it (another client decided later and trimmed) is
+      -- decided, and booked, at the earliest time the log still vouches for.
+      if trimmed + longest > t then t = trimmed + longest end
+      if oldest <= t - longest then rule().trim(t - longest) end
+      local at, blocking = rule().earliest(t, w)
+      if blocking == 0 or (at ~= -1 and max_delay and at - t <= max_delay) then
+        rule().record(at, w, ARGV[j + 1])
+        blocking = 0
+      end
+      out[#out + 1] = string.format('%d %d %d', at == -1 and -1 or at - t, blocking, t)
+    end
+    if t > latest then latest = t end
   end
-  local max_delay = tonumber(ARGV[4])
-  if at ~= -1 and max_delay and at - t <= max_delay then
-    record(at, n)
-    return {at - t, 0, t}
-  end
-  if at == -1 then return {-1, blocking, t} end
-  return {at - t, blocking, t}
-elseif op == 'waiting' then
-  local own = t  -- waiting counts from the item's own stamp: nothing is recorded or restamped
-  settle()
-  local at, blocking = earliest(n)
+  save(latest, true)
+  return table.concat(out, ' ')
+end
+local t, n = string.match(ARGV[3], '^(%S*) (%S*)')
+local name
+t, n, name = time_of(t), tonumber(n), ARGV[4]
+if op == 'waiting' then
+  -- Counted from the item's own stamp: nothing is recorded or restamped.
+  local at, blocking = rule().earliest(math.max(t, trimmed + longest), n)
   if blocking == 0 then return 0 end
   if at == -1 then return -1 end
-  return at - own
+  return at - t
 elseif op == 'release' then
-  -- The newest entry at t under that name holding at least w: merged entries give part back.
-  local w = tonumber(ARGV[4])
-  local r, found, cum = last_upto(t), nil, nil
-  local e = r >= 0 and redis.call('ZRANGE', log_key, r, r, 'WITHSCORES') or {}
-  while e[1] and stamp(e[1]) == t do
-    local prev = {}
-    if r > 0 then prev = redis.call('ZRANGE', log_key, r - 1, r - 1, 'WITHSCORES') end
-    local own = tonumber(e[2]) - (tonumber(prev[2]) or base)
-    if owner(e[1]) == name and own >= w then
-      found, cum = e[1], own
+  -- The newest entry at t under that name holding at least n: merged entries give part back.
+  local r = rule()
+  local rank = r.last_upto(t)
+  if rank < 0 then return 0 end
+  local member, ts, cum = r.entry(rank)
+  local found, own
+  while member and ts == t do
+    local prev, _, before = nil, nil, base
+    if rank > 0 then prev, _, before = r.entry(rank - 1) end
+    if r.owner(member) == name and cum - before >= n then
+      found, own = member, cum - before
       break
     end
-    r, e = r - 1, prev
+    rank, member, ts, cum = rank - 1, prev, prev and r.stamp(prev), before
   end
   if not found then return 0 end
-  local later = redis.call('ZRANGE', log_key, '(' .. redis.call('ZSCORE', log_key, found), '+inf', 'BYSCORE')
-  if cum == w then redis.call('ZREM', log_key, found) else redis.call('ZINCRBY', log_key, '-' .. ARGV[4], found) end
-  for i = 1, #later do redis.call('ZINCRBY', log_key, '-' .. ARGV[4], later[i]) end
-  total = total - w
-  oldest = first_ts()
-  if oldest then
-    redis.call('HSET', meta_key, 'to', int(total), 'ol', int(oldest))
-  else
-    redis.call('HSET', meta_key, 'to', int(total))
-    redis.call('HDEL', meta_key, 'ol')
-  end
+  local later = redis.call('ZRANGE', log_key, rank + 1, -1)
+  if own == n then redis.call('ZREM', log_key, found) else redis.call('ZINCRBY', log_key, r.int(-n), found) end
+  for i = 1, #later do redis.call('ZINCRBY', log_key, r.int(-n), later[i]) end
+  total, last, changed = total - n, '', true
+  r.refresh_oldest()
+  save(t, false)
   return 1
 elseif op == 'leak' then
   local b = base
-  trim(t - longest)
+  rule().trim(t - longest)
+  save(t, false)
   return base - b
 elseif op == 'count' then
   return total - base
 elseif op == 'peek' then
   local unit = total - n
   if n < 0 or unit <= base then return nil end
-  local e = redis.call('ZRANGEBYSCORE', log_key, int(unit), '+inf', 'LIMIT', 0, 1)[1]
-  return {owner(e), stamp(e)}
+  local r = rule()
+  local e = redis.call('ZRANGEBYSCORE', log_key, r.int(unit), '+inf', 'LIMIT', 0, 1)[1]
+  return {r.owner(e), r.stamp(e)}
 end
 return redis.error_reply('pyrate_limiter: unknown op ' .. op)
 """
@@ -235,7 +304,7 @@ class AsyncRedisBucket(AsyncReservingBucket):
     :param redis: a sync or async client, single node or cluster. The async bucket runs a sync
         client's calls in a worker thread, so it works on event loops the async client cannot use.
     :param bucket_key: the shared name; the bucket's keys are ``{bucket_key}:log`` and
-        ``:meta`` (one hash tag, so they live on one cluster node).
+        ``:state`` (one hash tag, so they live on one cluster node).
     :param server_time: decide at the Redis server's clock instead of the items' timestamps, read
         inside the same script: for fleets whose clocks disagree. ``leak`` then uses it too.
 
@@ -255,8 +324,11 @@ class AsyncRedisBucket(AsyncReservingBucket):
         self.bucket_key = bucket_key
         self.server_time = server_time
         tag = "{" + bucket_key + "}"
-        self._keys = (f"{tag}:log", f"{tag}:meta")
-        self._rates = [str(number) for rate in self.rates for number in (rate.limit, rate.interval)]
+        self._keys = (f"{tag}:log", f"{tag}:state")
+        longest, room = max(rate.interval for rate in self.rates), min(rate.limit for rate in self.rates)
+        self._rate_arg = " ".join(
+            str(number) for number in (longest, room, *(n for rate in self.rates for n in (rate.limit, rate.interval)))
+        )
         # Decided once: an async client is awaited, a sync one runs in a worker thread.
         self._native = is_async_client(redis)
         self._client: Any = redis  # the kind _native says; each helper below names its type
@@ -278,19 +350,20 @@ class AsyncRedisBucket(AsyncReservingBucket):
         return bucket
 
     async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
-        delay, index, now = await self._run(
-            "reserve", self._now(item), item.weight, "" if max_delay is None else max_delay, item.name
-        )
+        delay, index, now = (
+            await self._run("reserve", self._now(item), item.weight, "" if max_delay is None else max_delay, item.name)
+        ).split()
         # Restamped with the time it was decided at: the server's clock, or later than its own
         # stamp when it came too late for that. The limiter sleeps and releases relative to it.
         item.timestamp = int(now)
-        return int(delay), (self.rates[index - 1] if index else None)
+        blocking = int(index)  # 1-based, 0: none
+        return int(delay), (self.rates[blocking - 1] if blocking else None)
 
     async def waiting(self, item: RateItem) -> int:
         return int(await self._run("waiting", self._now(item), item.weight))
 
     async def release(self, item: RateItem) -> None:
-        await self._run("release", item.timestamp, 0, item.weight, item.name)
+        await self._run("release", item.timestamp, item.weight, "", item.name)
 
     async def leak(self, current_timestamp: int | None = None) -> int:
         if self.server_time:
@@ -322,9 +395,11 @@ class AsyncRedisBucket(AsyncReservingBucket):
         return "" if self.server_time else item.timestamp
 
     async def _run(self, op: str, t: int | str, n: int = 0, extra: float | str = "", name: Any = "") -> Any:
-        # Numbers as plain decimal text: redis-py would send an IntEnum (Duration) as its repr.
-        args = [op, _decimal(t), _decimal(n), _decimal(extra), name if isinstance(name, str | bytes) else str(name)]
-        return await self._call(_script, _blocking_script, self._keys, args + self._rates)
+        # Few arguments, each plain decimal text: redis-py spends more per argument than Redis
+        # spends on the whole decision, and would send an IntEnum (Duration) as its repr.
+        request = f"{_decimal(t)} {_decimal(n)} {_decimal(extra)}"
+        name = name if isinstance(name, str | bytes) else str(name)
+        return await self._call(_script, _blocking_script, self._keys, [op, self._rate_arg, request, name])
 
     async def _call(self, native: Any, blocking: Any, *args: Any) -> Any:
         try:
