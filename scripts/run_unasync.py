@@ -31,6 +31,7 @@ TREES = [
 REPLACEMENTS = {
     # runtime twins (src/pyrate_limiter/_concurrency.py)
     "AsyncEvent": "Event",
+    "acheckpoint": "checkpoint",
     "AsyncRoutingLock": "RoutingLock",
     "AsyncTaskGroup": "TaskGroup",
     "adecorate": "decorate",
@@ -40,6 +41,8 @@ REPLACEMENTS = {
     # async-only verbs
     "aclose": "close",
     # public classes
+    "AsyncBatcher": "Batcher",
+    "AsyncBatchSender": "BatchSender",
     "AsyncAbstractBucket": "AbstractBucket",
     "AsyncAbstractClock": "AbstractClock",
     "AsyncBucketFactory": "BucketFactory",

@@ -1,11 +1,17 @@
-"""Driver types for annotations only: async sources name them here, so they import no async driver."""
+"""Types for annotations only: async sources name them here, so they import no async driver and
+unasync can swap each for its sync twin."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from typing import TypeAlias
+    from collections.abc import Awaitable, Callable
+    from typing import Any, TypeAlias
+
+    # -- batching.py: what sends a batch of requests and returns their replies
+    BatchSender: TypeAlias = "Callable[[list[Any]], list[Any]]"
+    AsyncBatchSender: TypeAlias = "Callable[[list[Any]], Awaitable[list[Any]]]"
 
     # -- redis (buckets/redis.py): either client kind, single node or cluster
     import redis

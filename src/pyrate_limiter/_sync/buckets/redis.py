@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..._concurrency import resolve, run_blocking
 from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
+from ..batching import Batcher
 from .base import ReservingBucket
 
 if TYPE_CHECKING:
@@ -339,6 +340,7 @@ class RedisBucket(ReservingBucket):
             raise ImportError("the Redis bucket needs redis-py: pip install 'pyrate-limiter[redis]'") from error
 
         self._failures = (RedisError, RedisClusterException, OSError)
+        self._reserving = Batcher(self._reserve_all)
         self._no_script = NoScriptError
 
     @classmethod
@@ -351,9 +353,10 @@ class RedisBucket(ReservingBucket):
         return bucket
 
     def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
-        delay, index, now = (
-            self._run("reserve", self._now(item), item.weight, "" if max_delay is None else max_delay, item.name)
-        ).split()
+        # Concurrent reservations share one script call: the script decides them in order.
+        delay, index, now = self._reserving.submit(
+            (self._request(self._now(item), item.weight, "" if max_delay is None else max_delay), _text(item.name))
+        )
         # Restamped with the time it was decided at: the server's clock, or later than its own
         # stamp when it came too late for that. The limiter sleeps and releases relative to it.
         item.timestamp = int(now)
@@ -395,12 +398,20 @@ class RedisBucket(ReservingBucket):
     def _now(self, item: RateItem) -> int | str:
         return "" if self.server_time else item.timestamp
 
-    def _run(self, op: str, t: int | str, n: int = 0, extra: float | str = "", name: Any = "") -> Any:
+    @staticmethod
+    def _request(t: int | str, n: int, extra: float | str = "") -> str:
         # Few arguments, each plain decimal text: redis-py spends more per argument than Redis
         # spends on the whole decision, and would send an IntEnum (Duration) as its repr.
-        request = f"{_decimal(t)} {_decimal(n)} {_decimal(extra)}"
-        name = name if isinstance(name, str | bytes) else str(name)
-        return self._call(_script, _blocking_script, self._keys, [op, self._rate_arg, request, name])
+        return f"{_decimal(t)} {_decimal(n)} {_decimal(extra)}"
+
+    def _run(self, op: str, t: int | str, n: int = 0, extra: float | str = "", name: Any = "") -> Any:
+        args = [op, self._rate_arg, self._request(t, n, extra), _text(name)]
+        return self._call(_script, _blocking_script, self._keys, args)
+
+    def _reserve_all(self, requests: list[tuple[str, str | bytes]]) -> list[list[Any]]:
+        args = ["reserve", self._rate_arg, *(part for request in requests for part in request)]
+        words = (self._call(_script, _blocking_script, self._keys, args)).split()
+        return [words[i : i + 3] for i in range(0, len(words), 3)]
 
     def _call(self, native: Any, blocking: Any, *args: Any) -> Any:
         try:
@@ -410,6 +421,10 @@ class RedisBucket(ReservingBucket):
             return run_blocking(blocking, self._client, self._no_script, *args)
         except self._failures as error:
             raise BackendError(f"Redis backend failed for bucket {self.bucket_key!r}: {error!r}") from error
+
+
+def _text(name: Any) -> str | bytes:
+    return name if isinstance(name, str | bytes) else str(name)
 
 
 def _decimal(value: float | str) -> str:

@@ -1,0 +1,77 @@
+"""Requests that concurrent callers make at the same moment, sent to a server in one call.
+
+A remote bucket's client spends more time on each call than the server spends deciding, so
+under concurrency one call carrying many decisions is worth far more than many calls.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._concurrency import AsyncEvent, AsyncRoutingLock, acheckpoint, ashielded
+
+if TYPE_CHECKING:
+    from .._typing import AsyncBatchSender
+
+
+class _Batch:
+    __slots__ = ("done", "error", "replies", "requests")
+
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.replies: list[Any] = []
+        self.error: BaseException | None = None
+        self.done: AsyncEvent | None = None  # made when a second caller joins
+
+
+class AsyncBatcher:
+    """Sends requests through ``send(requests) -> replies``, gathering those made together.
+
+    The first caller leads a batch: it lets the other tasks that are ready run once (they
+    join), closes the batch and sends it; each caller then gets its own reply, in the order
+    the requests were made. No lock is held while a batch is in flight: later callers start the
+    next one at once. A leader that is cancelled still sends its batch, for the others' sake;
+    a cancelled caller's request may still be decided, as when a call is cancelled after it was
+    sent. In the sync variant threads do not wait for each other, so batches are rare.
+
+    :param limit: most requests in one batch, so one call never holds the server for long.
+    """
+
+    def __init__(self, send: AsyncBatchSender, limit: int = 256) -> None:
+        self._send = send
+        self._limit = limit
+        self._open: _Batch | None = None
+        self._joining = AsyncRoutingLock()
+
+    async def submit(self, request: Any) -> Any:
+        """Send ``request`` (with whatever joins it) and return its reply, or raise the call's error."""
+        with self._joining:
+            batch = self._open
+            leading = batch is None or len(batch.requests) >= self._limit
+            if batch is None or leading:
+                batch = self._open = _Batch()
+            elif batch.done is None:
+                batch.done = AsyncEvent()
+            index = len(batch.requests)
+            batch.requests.append(request)
+        if leading:
+            await ashielded(self._lead, batch)
+        else:
+            assert batch.done is not None
+            await batch.done.wait()
+        if batch.error is not None:
+            raise batch.error
+        return batch.replies[index]
+
+    async def _lead(self, batch: _Batch) -> None:
+        await acheckpoint()  # the tasks ready to make a request now join this batch
+        with self._joining:
+            if self._open is batch:
+                self._open = None  # closed: nobody joins a batch in flight
+        try:
+            batch.replies = await self._send(batch.requests)
+        except BaseException as error:  # every caller of the batch raises it
+            batch.error = error
+        finally:
+            if batch.done is not None:
+                batch.done.set()
