@@ -1,18 +1,25 @@
-"""Benchmark this pyrate_limiter against upstream pyrate-limiter 3.9.0, same machine, same run.
+"""Benchmark pyrate_limiter against the floors of this machine and, if asked, against upstream 3.9.0.
 
-    .venv/bin/python scripts/bench.py [--quick] [--only PATTERN] [--no-upstream]
+    .venv/bin/python scripts/bench.py [--quick] [--only PATTERN] [--compare-upstream]
 
-Both packages are imported as ``pyrate_limiter``, so each side runs in its own worker process
-(this file with ``--worker``): ours under this interpreter, upstream under ``.bench/upstream-venv``,
-made once with ``pip install pyrate-limiter==3.9.0 redis psycopg[pool,binary]``. The scenario code
-is the same for both, written against the v3 API.
+Each scenario runs in a worker process (this file with ``--worker``), which measures right after every
+round the floor that scenario cannot beat on this machine: an uncontended ``threading.Lock`` and a
+``time.time()`` call for in-memory work, an ``EVALSHA`` of a one-``ZADD`` script for Redis,
+``BEGIN IMMEDIATE``/``INSERT``/``COMMIT`` in WAL mode for SQLite, a one-statement transaction for
+PostgreSQL. The "x floor" column is a scenario's µs/op over its floor's, so it reads the same on a
+slow machine and a fast one.
+
+``--compare-upstream`` also runs every scenario, through the same v3 API code, against
+pyrate-limiter 3.9.0 from PyPI, in a virtualenv made under a temporary directory for this run and
+removed at its end: both packages are imported as ``pyrate_limiter``, so upstream never enters our
+environment. Its floors are measured in its own worker too.
 
 Timing on a small shared box is noisy, so rounds alternate between the sides (ours, upstream,
-upstream, ours, ...), each side's median round is shown, and the ratio is the median of the
-ratios of rounds run back to back. In-memory scenarios count the worker thread's CPU time, not
-wall time; latencies are wall time. Redis and PostgreSQL are started on loopback by
-``tests/servers.py`` and stopped at the end; a backend that is missing or fails shows
-``n/a: <reason>`` in its row and the run goes on.
+upstream, ours, ...), each side's median round is shown, and every ratio (ours/upstream, x floor)
+is the median of the ratios of measurements run back to back. In-memory scenarios and their floor
+count the worker thread's CPU time, not wall time; latencies are wall time. Redis and PostgreSQL are
+started on loopback by ``tests/servers.py``, as for the tests, and stopped at the end; a backend that
+is missing or fails shows ``n/a: <reason>`` in its row and the run goes on.
 """
 
 from __future__ import annotations
@@ -26,25 +33,26 @@ import json
 import os
 import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import tracemalloc
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Coroutine
+    from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
-UPSTREAM_VENV = ROOT / ".bench" / "upstream-venv"
 UPSTREAM_PACKAGES = ["pyrate-limiter==3.9.0", "redis", "psycopg[pool,binary]"]
 ns = time.perf_counter_ns
 Row = dict[str, Any]
+Round = list[Row] | str  # a round's rows, or why it could not run
+Target = tuple[str, float]
 _seq = itertools.count()
 
 # -- worker side: runs under either library, through the v3 API ------------------------------
@@ -207,8 +215,89 @@ def build(pl: Any, p: Row, rates: list[Any], stack: contextlib.ExitStack) -> tup
     return limiter, client
 
 
+# Floors: what any limiter on that backend must do at the least, timed by the same ``measure``.
+
+
+def floor_memory(_pl: Any, p: Row) -> list[Row]:
+    """An uncontended ``Lock`` acquire and release, then a ``time.time()`` call: every in-memory
+    acquire takes a lock and reads the clock, so it cannot cost less than their sum. Explicit calls,
+    not ``with``: the cheapest way to hold a lock."""
+    lock = threading.Lock()
+    acquire, release = lock.acquire, lock.release
+
+    def lock_cycle() -> None:
+        acquire()
+        release()
+
+    return [measure(lock_cycle, (), p["seconds"] / 2, cpu=True), measure(time.time, (), p["seconds"] / 2, cpu=True)]
+
+
+def floor_redis(_pl: Any, p: Row) -> list[Row]:
+    """``EVALSHA`` of a script that runs one ``ZADD``: one round trip, one script call, one write."""
+    import redis
+
+    key, scores = unique("benchfloor"), itertools.count()
+    with redis.Redis.from_url(p["redis_url"]) as client:
+        evalsha, sha = client.evalsha, client.script_load("return redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])")
+
+        def add() -> None:
+            score = next(scores)
+            evalsha(sha, 1, key, score, score)
+
+        try:
+            return [measure(add, (), p["seconds"])]
+        finally:
+            client.delete(key)
+
+
+def floor_sqlite(_pl: Any, p: Row) -> list[Row]:
+    """``BEGIN IMMEDIATE``, one ``INSERT``, ``COMMIT`` on a file with the pragmas ``SQLiteBucket``
+    sets (``journal_mode=WAL``, ``synchronous=NORMAL``): the write transaction each decision is."""
+    with tempfile.TemporaryDirectory(prefix="bench-floor-") as directory:
+        conn = sqlite3.connect(f"{directory}/floor.sqlite", isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("CREATE TABLE floor (n INTEGER)")
+            execute, numbers = conn.execute, itertools.count()
+
+            def insert() -> None:
+                execute("BEGIN IMMEDIATE")
+                execute("INSERT INTO floor VALUES (?)", (next(numbers),))
+                execute("COMMIT")
+
+            return [measure(insert, (), p["seconds"])]
+        finally:
+            conn.close()
+
+
+def floor_postgres(_pl: Any, p: Row) -> list[Row]:
+    """One autocommitted ``INSERT`` into a logged table, on a connection from a ``psycopg_pool`` pool:
+    the one-statement transaction a ``PostgresBucket`` decision is, without its logic."""
+    from psycopg_pool import ConnectionPool
+
+    table, numbers = unique("bench_floor"), itertools.count()
+    with ConnectionPool(p["dsn"], min_size=1, max_size=2, kwargs={"autocommit": True}, open=True) as pool:
+        with pool.connection() as conn:
+            conn.execute(f"CREATE TABLE {table} (n bigint)")
+        query = f"INSERT INTO {table} VALUES (%s)"
+
+        def insert() -> None:
+            with pool.connection() as conn:
+                conn.execute(query, (next(numbers),))
+
+        try:
+            return [measure(insert, (), p["seconds"])]
+        finally:
+            with pool.connection() as conn:
+                conn.execute(f"DROP TABLE {table}")
+
+
+# Scenarios.
+
+
 def sc_acquire(pl: Any, p: Row) -> list[Row]:
-    """Admitted acquires of one key, on one backend; for Redis also the EVALSHA floor and round trips."""
+    """Admitted acquires of one key, on one backend; for Redis also the round trips per acquire."""
     with contextlib.ExitStack() as stack:
         limiter, client = build(pl, p, three(pl) if p.get("three") else big(pl), stack)
         acquire = limiter.try_acquire
@@ -216,14 +305,8 @@ def sc_acquire(pl: Any, p: Row) -> list[Row]:
         row = measure(acquire, ("k",), p["seconds"], cpu=p["backend"] == "memory")
         if client is None:
             return [row]
-        floor = measure(client.evalsha, (client.script_load("return 1"), 0), p["seconds"])
         trips, commands, usec = round_trips(client, acquire, 1)
-        return [
-            row,
-            floor,
-            {"value": 100 * row["us"] / floor["us"], "unit": "%"},
-            {"value": trips, "unit": "rt", "extra": f"{commands:.0f} server cmds, {usec:.1f} us in script"},
-        ]
+        return [row, {"value": trips, "unit": "rt", "extra": f"{commands:.0f} server cmds, {usec:.1f} us in script"}]
 
 
 def round_trips(client: Any, acquire: Callable[..., Any], weight: int, n: int = 200) -> tuple[float, float, float]:
@@ -309,20 +392,24 @@ def sc_async(pl: Any, p: Row) -> list[Row]:
 
 
 def sc_memory(pl: Any, p: Row) -> list[Row]:
-    """Bytes per admitted in-memory item (tracemalloc), in a fresh process."""
+    """Resident memory grown per admitted in-memory item, in a fresh process: what the process pays,
+    allocator overhead included, and quick to take even for upstream's copy per unit of weight."""
     weight, n = p["weight"], p["n"]
     limiter = pl.Limiter(pl.Rate(10**7 * weight, pl.Duration.HOUR))  # room for n items of this weight
     acquire = limiter.try_acquire
     acquire("k", weight)
     gc.collect()
-    tracemalloc.start()
-    before = tracemalloc.get_traced_memory()[0]
+    before = resident_bytes()
     for _ in range(n):
         acquire("k", weight)
     gc.collect()
-    used = tracemalloc.get_traced_memory()[0] - before
-    tracemalloc.stop()
-    return [{"value": used / n, "unit": "B/item"}]
+    return [{"value": (resident_bytes() - before) / n, "unit": "B/item"}]
+
+
+def resident_bytes() -> int:
+    """This process's resident set size (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGESIZE")
 
 
 def sc_redis_memory(pl: Any, p: Row) -> list[Row]:
@@ -436,6 +523,10 @@ SCENARIOS: dict[str, Callable[[Any, Row], list[Row]]] = {
     "redis_memory": sc_redis_memory,
     "weight": sc_weight,
     "waiter": sc_waiter,
+    "floor memory": floor_memory,
+    "floor redis": floor_redis,
+    "floor sqlite": floor_sqlite,
+    "floor postgres": floor_postgres,
 }
 
 
@@ -456,55 +547,80 @@ def worker_main() -> None:
 
 # -- driver side -------------------------------------------------------------------------------
 
+FLOORS = {
+    "memory": ["floor: Lock acquire+release", "floor: time.time()"],
+    "redis": ["floor: Redis EVALSHA, one ZADD"],
+    "sqlite": ["floor: SQLite BEGIN IMMEDIATE/INSERT/COMMIT"],
+    "postgres": ["floor: PostgreSQL one-statement txn"],
+}
+"""Each floor's rows; a scenario's floor is their sum (in memory: the lock plus the clock read)."""
+LEFT = ("scenario", "target", "extra")  # the table's left-aligned columns
+
 
 @dataclass
 class Spec:
-    """One scenario: its rows' labels and targets (``("ratio", x)``: ours >= x times upstream's
-    ops/s; ``("max", x)`` / ``("min", x)``: ours' value at most / at least x)."""
+    """One scenario and its rows' labels and targets: ``("ratio", x)``, ours' ops/s at least x times
+    upstream's; ``("floor", x)``, ours' µs/op at most x times its floor's; ``("max", x)`` /
+    ``("min", x)``, ours' value at most / at least x."""
 
     scenario: str
     params: Row
     labels: list[str]
-    targets: list[tuple[str, float] | None]
-    needs: str = ""
+    targets: list[Target | None]
+    floored: bool = True  # judged against its backend's floor, measured after each round
     upstream: bool = True
     rounds: int | None = None
-    fresh: bool = False
-    results: dict[str, list[list[Row] | str]] = field(default_factory=dict)
+    fresh: bool = False  # a new worker process for each round
+    results: dict[str, list[Round]] = field(default_factory=dict)
+    floors: dict[str, list[Round]] = field(default_factory=dict)
+
+    @property
+    def floor(self) -> str:
+        """The key of its floor in FLOORS, or ``""``."""
+        return str(self.params.get("backend", "memory")) if self.floored else ""
+
+    @property
+    def needs(self) -> str:
+        """The server it runs on, or ``""``."""
+        backend = str(self.params.get("backend"))
+        return backend if backend in ("redis", "postgres") else ""
 
 
 def specs(quick: bool) -> list[Spec]:
     n = 100_000 if quick else 1_000_000
     rn = 5_000 if quick else 10_000
-    s = Spec
+    s, mem, redis = Spec, {"backend": "memory"}, {"backend": "redis"}
+    tasks100 = {"tasks": 100, "loop": "asyncio"}
+    rejected = ["rejected -> False", "rejected -> raise", "raise / False time"]
     rows = [
-        s("acquire", {"backend": "memory"}, ["memory, 1 rate"], [("ratio", 4)]),
-        s("acquire", {"backend": "memory", "three": True}, ["memory, 3 rates"], [("ratio", 3)]),
-        s("rejected", {}, ["rejected -> False", "rejected -> raise", "raise / False time"],
-          [("ratio", 4), ("ratio", 4), ("max", 1.5)]),
-        s("keys", {}, ["10 000 keys, factory"], [None]),
-        s("async", {"backend": "memory", "tasks": 100, "loop": "asyncio"}, ["async 100 tasks, asyncio"],
-          [("ratio", 3.5)]),
-        s("async", {"backend": "memory", "tasks": 100, "loop": "trio"}, ["async 100 tasks, trio"], [None],
-          upstream=False),
-        s("acquire", {"backend": "redis"}, ["redis sync, 1 key", "redis bare EVALSHA floor",
-          "redis sync vs floor", "redis round trips/acq"], [None, None, ("max", 115), ("max", 1)], "redis"),
-        s("async", {"backend": "redis", "tasks": 1, "loop": "asyncio"}, ["redis async, 1 task"], [None], "redis"),
-        s("async", {"backend": "redis", "tasks": 100, "loop": "asyncio"}, ["redis async, 100 tasks"],
-          [("ratio", 3)], "redis"),
+        s("acquire", mem, ["memory, 1 rate"], [("ratio", 4)]),
+        s("acquire", {**mem, "three": True}, ["memory, 3 rates"], [("ratio", 3)]),
+        s("rejected", mem, rejected, [("ratio", 4), ("ratio", 4), ("max", 1.5)]),
+        s("keys", mem, ["10 000 keys, factory"], [None]),
+        s("async", {**mem, **tasks100}, ["async 100 tasks, asyncio"], [("ratio", 3.5)]),
+        s("async", {**mem, **tasks100, "loop": "trio"}, ["async 100 tasks, trio"], [None], upstream=False),
+        s("acquire", redis, ["redis sync, 1 key", "redis round trips/acq"], [("floor", 1.15), ("max", 1)]),
+        s("async", {**redis, "tasks": 1, "loop": "asyncio"}, ["redis async, 1 task"], [None]),
+        s("async", {**redis, **tasks100}, ["redis async, 100 tasks"], [("ratio", 3)]),
         s("acquire", {"backend": "sqlite"}, ["sqlite file"], [("ratio", 20)]),
-        s("acquire", {"backend": "postgres"}, ["postgresql"], [("ratio", 2)], "postgres"),
-        s("memory", {"weight": 1, "n": n}, ["memory/item, w1"], [("max", 32)], rounds=1, fresh=True),
-        s("memory", {"weight": 100, "n": n}, ["memory/item, w100"], [("max", 32)], rounds=1, fresh=True),
-        s("redis_memory", {"weight": 1, "n": rn}, ["redis memory/item, w1"], [("max", 105)], "redis", rounds=1),
-        s("redis_memory", {"weight": 100, "n": rn}, ["redis memory/item, w100"], [("max", 105)], "redis", rounds=1),
+        s("acquire", {"backend": "postgres"}, ["postgresql"], [("ratio", 2)]),
     ]
-    for backend, needs in (("memory", ""), ("redis", "redis"), ("sqlite", ""), ("postgres", "postgres")):
-        weight = {"backend": backend, "seconds": 0.6 if quick else 1.5}
-        rows.append(s("weight", weight, [f"w100/w1 time, {backend}"], [("max", 1.1)], needs, rounds=3))
+    for weight in (1, 100):
+        counts: Row = {"weight": weight, "n": n}
+        rows.append(
+            s("memory", counts, [f"memory/item, w{weight}"], [("max", 32)], floored=False, rounds=1, fresh=True)
+        )
+    for weight in (1, 100):
+        counts = {**redis, "weight": weight, "n": rn}
+        rows.append(
+            s("redis_memory", counts, [f"redis memory/item, w{weight}"], [("max", 105)], floored=False, rounds=1)
+        )
+    for backend in ("memory", "redis", "sqlite", "postgres"):
+        weights = {"backend": backend, "seconds": 0.6 if quick else 0.75}
+        rows.append(s("weight", weights, [f"w100/w1 time, {backend}"], [("max", 1.1)], floored=False, rounds=3))
     for mode in ("thread", "task"):
-        waiter = {"mode": mode, "seconds": 1.2 if quick else 3}
-        rows.append(s("waiter", waiter, [f"key B while A waits, {mode}"], [("min", 80)], rounds=3))
+        waiter = {"mode": mode, "seconds": 1.2 if quick else 2}
+        rows.append(s("waiter", waiter, [f"key B while A waits, {mode}"], [("min", 80)], floored=False, rounds=3))
     return rows
 
 
@@ -515,7 +631,7 @@ class Worker:
         self.python = python
         self.proc: subprocess.Popen[str] | None = None
 
-    def run(self, scenario: str, params: Row) -> list[Row] | str:
+    def run(self, scenario: str, params: Row) -> Round:
         if self.proc is None or self.proc.poll() is not None:
             argv = [self.python, str(Path(__file__).resolve()), "--worker"]
             env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -536,20 +652,21 @@ class Worker:
                 self.proc.communicate(timeout=30)  # closes stdin: the worker ends its loop
 
 
-def upstream_python() -> str:
-    """The upstream venv's interpreter, making the venv first if needed."""
-    python = UPSTREAM_VENV / "bin" / "python"
-    check = [str(python), "-c", "import importlib.metadata as m; print(m.version('pyrate-limiter'))"]
-    if python.exists() and subprocess.run(check, capture_output=True, text=True).stdout.strip() == "3.9.0":
-        return str(python)
-    progress("creating .bench/upstream-venv (once)")
-    shutil.rmtree(UPSTREAM_VENV, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(UPSTREAM_VENV)], check=True, capture_output=True)
-    install = [str(python), "-m", "pip", "install", "-q", *UPSTREAM_PACKAGES]
-    pip = subprocess.run(install, capture_output=True, text=True)
-    if pip.returncode != 0:
-        raise RuntimeError(f"pip install failed: {pip.stderr.strip().splitlines()[-1:]}")
-    return str(python)
+@contextlib.contextmanager
+def upstream_venv() -> Iterator[str]:
+    """The interpreter of a new virtualenv holding upstream 3.9.0, deleted when the block ends."""
+    directory = tempfile.mkdtemp(prefix="bench-upstream-")
+    try:
+        progress("installing pyrate-limiter==3.9.0 in a temporary virtualenv")
+        subprocess.run([sys.executable, "-m", "venv", directory], check=True, capture_output=True)
+        python = str(Path(directory) / "bin" / "python")
+        install = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", *UPSTREAM_PACKAGES]
+        pip = subprocess.run(install, capture_output=True, text=True)
+        if pip.returncode != 0:
+            raise RuntimeError(f"pip install failed: {pip.stderr.strip().splitlines()[-1:]}")
+        yield python
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def progress(text: str, stream: TextIO = sys.stderr) -> None:
@@ -557,7 +674,7 @@ def progress(text: str, stream: TextIO = sys.stderr) -> None:
     stream.flush()
 
 
-def pick(results: list[list[Row] | str], index: int) -> Row | str:
+def pick(results: list[Round], index: int) -> Row | str:
     """The median round of a row, or the error that kept it from running."""
     rows = [r[index] for r in results if not isinstance(r, str) and index < len(r)]
     if not rows:
@@ -565,11 +682,50 @@ def pick(results: list[list[Row] | str], index: int) -> Row | str:
     return sorted(rows, key=lambda row: float(row["ops"] if "ops" in row else row["value"]))[len(rows) // 2]
 
 
-def paired_ratio(spec: Spec, index: int) -> float | None:
-    """Median over rounds of ours/upstream ops, each pair run back to back under the same load."""
-    pairs = zip(spec.results["ours"], spec.results["upstream"], strict=False)
-    ratios = [a[index]["ops"] / b[index]["ops"] for a, b in pairs if not isinstance(a, str) and not isinstance(b, str)]
+def paired(pairs: Iterable[tuple[Round, Round]], ratio: Callable[[list[Row], list[Row]], float]) -> float | None:
+    """The median of ``ratio`` over rounds measured back to back, skipping those that did not run."""
+    ratios = [ratio(a, b) for a, b in pairs if not isinstance(a, str) and not isinstance(b, str)]
     return statistics.median(ratios) if ratios else None
+
+
+def times_floor(spec: Spec, side: str, index: int) -> float | None:
+    """A row's µs/op over its floor's, each round against the floor measured right after it."""
+    mine = pick(spec.results.get(side, []), index)
+    if not spec.floor or not isinstance(mine, dict) or "us" not in mine:
+        return None
+    return paired(
+        zip(spec.results[side], spec.floors[side], strict=True),
+        lambda rows, floor: float(rows[index]["us"] / sum(row["us"] for row in floor)),
+    )
+
+
+def side_by_side(rounds: dict[str, list[Round]]) -> list[tuple[Round, Round]]:
+    """Ours' and upstream's rounds, paired in the order they ran; none if upstream did not run."""
+    return list(zip(rounds["ours"], rounds.get("upstream", []), strict=False))
+
+
+def ops_ratio(pairs: Iterable[tuple[Round, Round]], index: int) -> float | None:
+    """Ours/upstream ops/s, from the rounds of the two sides run back to back."""
+    return paired(pairs, lambda a, b: float(a[index]["ops"] / b[index]["ops"]))
+
+
+def verdict(target: Target | None, mine: Row | str, ratio: float | None, floor: float | None, comparing: bool) -> str:
+    """``<bound> PASS`` or ``MISS``, or why the row cannot be judged."""
+    if target is None:
+        return ""
+    kind, bound = target
+    texts = {"ratio": f">={bound:g}x upstream", "floor": f"<={bound:g}x floor", "max": f"<={bound:g}"}
+    text = texts.get(kind, f">={bound:g}")
+    if kind == "ratio" and not comparing:
+        return f"{text}: n/a (needs --compare-upstream)"
+    if kind in ("ratio", "floor"):
+        value = ratio if kind == "ratio" else floor
+    else:
+        value = None if isinstance(mine, str) else float(mine["value"])
+    if value is None:
+        return f"{text} n/a"
+    passed = value <= bound if kind in ("floor", "max") else value >= bound
+    return f"{text} {'PASS' if passed else 'MISS'}"
 
 
 def cell(row: Row | str | None) -> str:
@@ -582,64 +738,114 @@ def cell(row: Row | str | None) -> str:
     return f"{row['value']:.3g} {row['unit']}"
 
 
-def verdict(target: tuple[str, float] | None, mine: Row | str, ratio: float | None) -> str:
-    if target is None:
-        return ""
-    kind, bound = target
-    text = {"ratio": f">={bound:g}x", "max": f"<={bound:g}", "min": f">={bound:g}"}[kind]
-    value = ratio if kind == "ratio" else None if isinstance(mine, str) else float(mine["value"])
-    if value is None:
-        return f"{text} n/a"
-    passed = value >= bound if kind in ("ratio", "min") else value <= bound
-    return f"{text} {'PASS' if passed else 'MISS'}"
+def both(ours_text: str, upstream_text: str | None) -> str:
+    return ours_text if upstream_text is None else f"{ours_text} | {upstream_text}"
 
 
-def print_table(all_specs: list[Spec], with_upstream: bool) -> None:
-    head = ("scenario", "ours", "upstream", "ratio", "us/op", "p50/p99 us (ours | upstream)", "target", "extra")
-    lines = [head]
-    for spec in all_specs:
+def table_line(
+    label: str, rounds: dict[str, list[Round]], pairs: list[tuple[Round, Round]], index: int, comparing: bool
+) -> dict[str, str]:
+    """The cells every row has: ops/s (or value), ratio, µs/op, latencies, extras."""
+    mine = pick(rounds["ours"], index)
+    theirs = pick(rounds["upstream"], index) if comparing and rounds.get("upstream") else None
+    line = {"scenario": label, "ours": cell(mine), "upstream": cell(theirs)}
+    if isinstance(mine, dict) and "ops" in mine:
+        line["us/op"] = f"{mine['us']:.2f}"
+        lat = f"{theirs['p50']:.1f}/{theirs['p99']:.1f}" if isinstance(theirs, dict) else None
+        line["p50/p99"] = both(f"{mine['p50']:.1f}/{mine['p99']:.1f}", lat)
+        ratio = ops_ratio(pairs, index)
+        line["ratio"] = "" if ratio is None else f"{ratio:.2f}x"
+    extras = [r.get("extra", "") for r in (mine, theirs) if isinstance(r, dict)]
+    line["extra"] = " | ".join(extras) if any(extras) else ""
+    return line
+
+
+def print_table(chosen: list[Spec], comparing: bool) -> None:
+    """Floors first, then every scenario's rows; upstream's columns only when compared."""
+    lines: list[dict[str, str]] = []
+    for kind, labels in FLOORS.items():
+        users = [spec for spec in chosen if spec.floor == kind]
+        rounds = {side: [r for spec in users for r in spec.floors.get(side, [])] for side in ("ours", "upstream")}
+        pairs = [pair for spec in users for pair in side_by_side(spec.floors)]
+        lines += [table_line(label, rounds, pairs, i, comparing) for i, label in enumerate(labels) if users]
+    for spec in chosen:
+        pairs = side_by_side(spec.results)
         for i, label in enumerate(spec.labels):
+            line = table_line(label, spec.results, pairs, i, comparing)
+            floors = [times_floor(spec, side, i) for side in ("ours", "upstream")]
+            if floors[0] is not None:
+                line["x floor"] = both(f"{floors[0]:.2f}", f"{floors[1]:.2f}" if floors[1] is not None else None)
             mine = pick(spec.results["ours"], i)
-            theirs = pick(spec.results["upstream"], i) if spec.upstream and with_upstream else None
-            ratio = paired_ratio(spec, i) if isinstance(mine, dict) and "ops" in mine else None
-            us = lat = ""
-            if isinstance(mine, dict) and "ops" in mine:
-                us, lat = f"{mine['us']:.2f}", f"{mine['p50']:.1f}/{mine['p99']:.1f}"
-                if isinstance(theirs, dict):
-                    lat += f" | {theirs['p50']:.1f}/{theirs['p99']:.1f}"
-            extras = [r.get("extra", "") for r in (mine, theirs) if isinstance(r, dict)]
-            extra = " | ".join(extras) if any(extras) else ""
-            ratio_text = "" if ratio is None else f"{ratio:.2f}x"
-            judged = verdict(spec.targets[i], mine, ratio)
-            lines.append((label, cell(mine), cell(theirs), ratio_text, us, lat, judged, extra))
-    widths = [min(max(len(line[c]) for line in lines), 44) for c in range(len(head))]
-    for line in lines:
-        print("  ".join(text.ljust(width) if c == 0 or c >= 6 else text.rjust(width)
-                        for c, (text, width) in enumerate(zip(line, widths, strict=True))).rstrip())
+            ratio = ops_ratio(pairs, i) if isinstance(mine, dict) and "ops" in mine else None
+            line["target"] = verdict(spec.targets[i], mine, ratio, floors[0], comparing)
+            lines.append(line)
+    sides = " (ours | upstream)" if comparing else ""
+    head = {"scenario": "scenario", "ours": "ours", "upstream": "upstream", "ratio": "ratio", "us/op": "us/op"}
+    head |= {"x floor": f"x floor{sides}", "p50/p99": f"p50/p99 us{sides}", "target": "target", "extra": "extra"}
+    if not comparing:
+        del head["upstream"], head["ratio"]
+    rows = [head, *lines]
+    widths = {c: min(max(len(row.get(c, "")) for row in rows), 44) for c in head}
+    for row in rows:
+        cells = (row.get(c, "").ljust(widths[c]) if c in LEFT else row.get(c, "").rjust(widths[c]) for c in head)
+        print("  ".join(cells).rstrip())
+    columns = (
+        "ours, upstream: ops/s (or the value measured); ratio: ours/upstream ops/s" if comparing else "ours: ops/s"
+    )
+    print(f"\n{columns}. x floor: us/op over the floor's us/op, measured in the same worker right after")
+    print("each round (the median of the rounds' ratios); in memory, the floor is the Lock plus time.time().")
+
+
+def run_spec(
+    spec: Spec, rounds: int, workers: dict[str, Worker], context: Row, down: dict[str, str], title: str
+) -> None:
+    """Every round of one scenario on each side, alternating the order, each followed by its floor."""
+    sides = ["ours", "upstream"] if spec.upstream and "upstream" in workers else ["ours"]
+    spec.results = {side: [] for side in sides}
+    spec.floors = {side: [] for side in sides} if spec.floor else {}
+    floor_params = {**context, "seconds": context["seconds"] / 2}  # a floor is steadier than what it judges
+    for r in range(spec.rounds or rounds):
+        for side in sides if r % 2 == 0 else sides[::-1]:
+            progress(f"{title}: round {r + 1}, {side}")
+            reason = down.get(spec.needs) or down.get(side)
+            if reason is not None:
+                spec.results[side].append(reason)
+                if spec.floor:
+                    spec.floors[side].append(reason)
+                continue
+            worker = Worker(workers[side].python) if spec.fresh else workers[side]
+            spec.results[side].append(worker.run(spec.scenario, {**context, **spec.params}))
+            if spec.floor:
+                progress(f"{title}: round {r + 1}, {side}, floor")
+                spec.floors[side].append(worker.run(f"floor {spec.floor}", floor_params))
+            if spec.fresh:
+                worker.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="shorter runs, fewer rounds")
     parser.add_argument("--only", metavar="PATTERN", help="run the scenarios whose label matches this regex")
-    parser.add_argument("--no-upstream", action="store_true", help="measure ours only")
+    parser.add_argument(
+        "--compare-upstream", action="store_true", help="also run pyrate-limiter 3.9.0, in a temporary virtualenv"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker_main()
-    seconds, rounds = (0.15, 5) if args.quick else (0.4, 11)
+    seconds, rounds = (0.15, 5) if args.quick else (0.4, 7)
     chosen = [s for s in specs(args.quick) if not args.only or any(re.search(args.only, x, re.I) for x in s.labels)]
-    pythons = {"ours": sys.executable}
-    down: dict[str, str] = {}
-    if not args.no_upstream:
-        try:
-            pythons["upstream"] = upstream_python()
-        except (OSError, RuntimeError, subprocess.CalledProcessError) as error:
-            down["upstream"] = f"upstream venv: {error}"
     sys.path.insert(0, str(ROOT))
     from tests import servers
 
     with contextlib.ExitStack() as stack:
+        pythons, down = {"ours": sys.executable}, dict[str, str]()
+        if args.compare_upstream:
+            try:
+                pythons["upstream"] = stack.enter_context(upstream_venv())
+            except (OSError, RuntimeError, subprocess.CalledProcessError) as error:
+                down["upstream"] = f"upstream venv: {error}"
+                pythons["upstream"] = ""  # its rows say why
         context: Row = {"seconds": seconds}
         for needs, start in (("redis", servers.redis_server), ("postgres", servers.postgres_server)):
             if any(spec.needs == needs for spec in chosen):
@@ -651,25 +857,11 @@ def main() -> None:
                     down[needs] = f"{needs}: {error}".splitlines()[0][:80]
         workers = {side: Worker(python) for side, python in pythons.items()}
         for worker in workers.values():
-            stack.callback(worker.close)
+            stack.callback(worker.close)  # before the virtualenv goes
         for number, spec in enumerate(chosen, 1):
-            sides = ["ours", "upstream"] if spec.upstream else ["ours"]
-            spec.results = {side: [] for side in ("ours", "upstream")}
-            for r in range(spec.rounds or rounds):
-                for side in sides if r % 2 == 0 else sides[::-1]:
-                    progress(f"[{number}/{len(chosen)}] {spec.labels[0]}: round {r + 1}, {side}")
-                    reason = down.get(spec.needs) or down.get(side)
-                    if reason is None and side not in workers:
-                        reason = "not run (--no-upstream)"
-                    if reason is not None:
-                        spec.results[side].append(reason)
-                        continue
-                    worker = Worker(pythons[side]) if spec.fresh else workers[side]
-                    spec.results[side].append(worker.run(spec.scenario, {**context, **spec.params}))
-                    if spec.fresh:
-                        worker.close()
+            run_spec(spec, rounds, workers, context, down, f"[{number}/{len(chosen)}] {spec.labels[0]}")
         progress("")
-    print_table(chosen, "upstream" in pythons)
+    print_table(chosen, args.compare_upstream)
     return None
 
 
