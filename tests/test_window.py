@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from pyrate_limiter import Rate, RateItem
 from pyrate_limiter._window import NEVER, SlidingLog
 
@@ -71,6 +73,16 @@ def test_a_late_item_never_reaches_back_over_trimmed_entries() -> None:
     assert log.waiting(500, 1) == 1500
 
 
+def test_a_flushed_log_limits_from_scratch_after_trims() -> None:
+    log = SlidingLog([Rate(2, 10)])
+    for t in (0, 10, 20):  # each trims the one before: the trimmed weight grows
+        assert log.reserve(RateItem("k", t, 2), None) == (0, None)
+    log.flush()
+    assert log.reserve(RateItem("k", 30, 2), None) == (0, None)
+    assert log.reserve(RateItem("k", 30, 1), None) == (10, Rate(2, 10))
+    assert log.count() == 2
+
+
 class NaiveLog:
     """The rule of _window.py written the slow, obvious way: a reference for the fast log."""
 
@@ -123,9 +135,10 @@ class NaiveLog:
         return units[-1 - index] if 0 <= index < len(units) else None
 
 
-def test_fast_log_matches_the_obvious_rule_on_random_traffic() -> None:
+# Tight rates refuse often; roomy ones mostly admit on the append path, between late items.
+@pytest.mark.parametrize("rates", [[Rate(3, 100), Rate(7, 400)], [Rate(40, 100), Rate(90, 400)]])
+def test_fast_log_matches_the_obvious_rule_on_random_traffic(rates: list[Rate]) -> None:
     rng = random.Random(5)
-    rates = [Rate(3, 100), Rate(7, 400)]
     fast, slow = SlidingLog(rates), NaiveLog(rates)
     t = 0
     for step in range(4000):

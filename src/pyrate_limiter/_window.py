@@ -33,17 +33,21 @@ NEVER = -1
 """The wait reported for an item heavier than some rate's limit: it can never fit."""
 
 _COMPACT_AT = 4096
+# 'l' where a C long has 64 bits: an 'l' array converts an appended int with PyLong_AsLong, a 'q'
+# one converts any int above 2**30 (every timestamp) through a byte array, which costs more.
+_INT64 = "l" if array("l").itemsize == 8 else "q"
 _ADMITTED = (0, None)
 _NO_FLOOR = -(2**62)
 _NEVER_TRIM = 2**62
+_EMPTY = 2**62  # the newest timestamp of an empty log: no item is newer, so the first is inserted
 
 
 class SlidingLog:
     """One bucket's admitted items, oldest first, with every decision taken under one lock.
 
-    Entries live in two ``array('q')`` (timestamp, running total) and a list of names: 24 bytes
-    an item. The newest timestamp, the total and the next trim time are also kept as plain
-    attributes, so admitting an item reads no array.
+    Entries live in two arrays of 64-bit ints (timestamp, running total) and a list of names:
+    24 bytes an item. The newest timestamp, the total and the next trim time are also kept as
+    plain attributes, so admitting an item reads no array.
     """
 
     __slots__ = (
@@ -58,6 +62,7 @@ class SlidingLog:
         "_newest",
         "_rates",
         "_room",
+        "_roomy",
         "_total",
         "_trim_at",
         "_ts",
@@ -70,14 +75,15 @@ class SlidingLog:
         # threading.Lock in both variants: no await happens while it is held, and the sync
         # twin is used from caller threads and the factory's leak thread at once.
         self._lock = threading.Lock()
-        self._ts = array("q")
-        self._cum = array("q")
+        self._ts = array(_INT64)
+        self._cum = array(_INT64)
         self._names: list[Any] = []
         self._head = 0  # entries before _head are trimmed, awaiting compaction
         self._base = 0  # cum of the last trimmed entry
         self._floor = _NO_FLOOR  # the last trimmed timestamp + longest: nothing is judged earlier
         self._total = 0  # cum of the newest entry (the base when empty)
-        self._newest = _NO_FLOOR  # timestamp of the newest entry
+        self._roomy = self._room  # up to this total, every rate has room: base + room
+        self._newest = _EMPTY  # timestamp of the newest entry; an empty log takes the slow path
         self._trim_at = _NEVER_TRIM  # the oldest entry's timestamp + longest
         # (weight, earliest fit, rate) of the last refusal: valid until the log changes, it spares
         # a full bucket's stream of refusals the search.
@@ -92,41 +98,37 @@ class SlidingLog:
             when not, with the wait it would have needed (``NEVER`` if it cannot fit) and the rate
             that refused it.
         """
-        name, t, weight = item.name, item.timestamp, item.weight
+        t, weight = item.timestamp, item.weight
         # acquire/release rather than `with`: half the cost, on the path every acquire takes.
         lock = self._lock
         lock.acquire()
         try:
             if t < self._floor:
                 item.timestamp = t = self._floor
-            now = t
-            if now >= self._trim_at:
-                self._trim(now - self._longest)
-            total = self._total
-            blocked = self._blocked
-            if total - self._base + weight <= self._room:
-                at, rate = now, None  # even the tightest rate has room for everything recorded
-            elif blocked is not None and blocked[0] == weight and now < blocked[1]:
-                at, rate = blocked[1], blocked[2]
-            else:
-                at, rate = self._earliest(now, weight)
-                if rate is not None:
-                    self._blocked = (weight, at, rate)
-            if rate is None:
-                if now >= self._newest:  # the common case: newest so far
-                    self._ts.append(now)
-                    self._cum.append(total + weight)
-                    self._names.append(name)
-                    self._total = total + weight
-                    self._newest = now
-                    self._blocked = None
-                    if self._trim_at == _NEVER_TRIM:
-                        self._trim_at = now + self._longest
-                else:
-                    self._insert(name, now, weight)
+            if t >= self._trim_at:
+                self._trim(t - self._longest)
+            total = self._total + weight
+            if total <= self._roomy and t >= self._newest:
+                # The usual admit: even the tightest rate has room, and nothing is newer.
+                self._ts.append(t)
+                self._cum.append(total)
+                self._names.append(item.name)
+                self._total = total
+                self._newest = t
+                self._blocked = None
                 return _ADMITTED
+            rate: Rate | None
+            blocked = self._blocked
+            if blocked is not None and blocked[0] == weight and t < blocked[1]:
+                at, rate = blocked[1], blocked[2]  # refused as last time: the log has not changed
+            else:
+                at, rate = self._earliest(t, weight)
+                if rate is None:  # fits, behind the newest entry or into an empty log
+                    self._insert(item.name, t, weight)
+                    return _ADMITTED
+                self._blocked = (weight, at, rate)
             if at != NEVER and max_delay is not None and at - t <= max_delay:
-                self._insert(name, at, weight)
+                self._insert(item.name, at, weight)
                 return at - t, None
             return (NEVER if at == NEVER else at - t), rate
         finally:
@@ -225,11 +227,12 @@ class SlidingLog:
     def _refresh(self) -> None:
         """Re-read the cached ends of the log after a change other than an append."""
         self._blocked = None
+        self._roomy = self._base + self._room
         if len(self._ts) > self._head:
             self._total = self._cum[-1]
             self._newest = self._ts[-1]
             self._trim_at = self._ts[self._head] + self._longest
         else:
             self._total = self._base
-            self._newest = _NO_FLOOR
+            self._newest = _EMPTY
             self._trim_at = _NEVER_TRIM

@@ -100,9 +100,7 @@ async def test_weight_above_a_limit_fails_at_once_even_with_delays_allowed() -> 
     assert await bucket.count() == 0
 
 
-@pytest.mark.parametrize(
-    ("weight", "error"), [(-1, ValueError), (1.5, TypeError), ("2", TypeError), (True, TypeError)]
-)
+@pytest.mark.parametrize(("weight", "error"), [(-1, ValueError), (1.5, TypeError), ("2", TypeError), (True, TypeError)])
 async def test_bad_weight_is_refused_and_records_nothing(weight: object, error: type[Exception]) -> None:
     bucket = AsyncInMemoryBucket([Rate(3, 1000)])
     limiter = AsyncLimiter(bucket)

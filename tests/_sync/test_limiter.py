@@ -101,9 +101,7 @@ def test_weight_above_a_limit_fails_at_once_even_with_delays_allowed() -> None:
     assert bucket.count() == 0
 
 
-@pytest.mark.parametrize(
-    ("weight", "error"), [(-1, ValueError), (1.5, TypeError), ("2", TypeError), (True, TypeError)]
-)
+@pytest.mark.parametrize(("weight", "error"), [(-1, ValueError), (1.5, TypeError), ("2", TypeError), (True, TypeError)])
 def test_bad_weight_is_refused_and_records_nothing(weight: object, error: type[Exception]) -> None:
     bucket = InMemoryBucket([Rate(3, 1000)])
     limiter = Limiter(bucket)
