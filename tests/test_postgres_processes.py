@@ -13,7 +13,7 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from pyrate_limiter import PostgresBucket, Rate, RateItem
-from tests._async.test_postgres import assert_recorded_exactly, finish_audit, rows, start_audit
+from tests._async.test_postgres import assert_recorded_exactly, finish_audit, marker, rows, start_audit
 
 PROCESSES = 4
 THREADS = 8
@@ -70,4 +70,4 @@ def test_processes_and_threads_sharing_a_bucket_never_exceed_its_rates(postgres_
     tries = sum(count for _, count in results)
     assert tries > 2 * len(admitted) > 0, "the bucket was never contended"
     # Items are recorded at their stamp, or later when a trim overtook them on their way.
-    assert_recorded_exactly(admitted, recorded, rows(postgres_dsn, TABLE, key), RATES)
+    assert_recorded_exactly(admitted, recorded, rows(postgres_dsn, TABLE, key), marker(postgres_dsn, TABLE, key), RATES)

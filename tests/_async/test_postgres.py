@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
 
 from pyrate_limiter import (
     AsyncInMemoryBucket,
@@ -31,7 +33,7 @@ from .bucket_kinds import POSTGRES_TABLE, close_postgres_pool, open_postgres_poo
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+    from psycopg_pool import ConnectionPool
 
     from tests.servers import PostgresServer
 
@@ -51,12 +53,23 @@ async def pool(request: pytest.FixtureRequest) -> AsyncIterator[AsyncConnectionP
 
 
 def rows(dsn: str, table: str, key: str) -> list[tuple[Any, ...]]:
-    """The stored rows of one bucket, oldest first (the trim marker has no name), read behind the bucket's back."""
+    """The stored items of one bucket, oldest first, read behind the bucket's back."""
+    query = "SELECT name, ts, weight, cum FROM {} WHERE bucket = %s AND ts IS NOT NULL ORDER BY cum"
+    return _read(dsn, table, query, key)
+
+
+def marker(dsn: str, table: str, key: str) -> tuple[Any, ...] | None:
+    """The bucket's marker row (no name, no ts), as ``(newest trimmed stamp, weight trimmed, oldest item)``."""
+    found = _read(dsn, table, "SELECT weight, cum, oldest FROM {} WHERE bucket = %s AND ts IS NULL", key)
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def _read(dsn: str, table: str, query: str, key: str) -> list[tuple[Any, ...]]:
     # "%" in a quoted identifier still reads as a placeholder when parameters are passed.
     escaped = sql.SQL(sql.Identifier(table).as_string(None).replace("%", "%%"))
-    query = sql.SQL("SELECT name, ts, weight, cum FROM {} WHERE bucket = %s ORDER BY cum").format(escaped)
     with psycopg.connect(dsn) as conn:
-        return conn.execute(query, [key]).fetchall()
+        return conn.execute(sql.SQL(query).format(escaped), [key]).fetchall()
 
 
 def start_audit(dsn: str, table: str, key: str) -> str:
@@ -98,20 +111,25 @@ def finish_audit(dsn: str, table: str, audit: str) -> list[tuple[int, int]]:
 
 
 def assert_recorded_exactly(
-    admitted: list[tuple[int, int]], recorded: list[tuple[int, int]], stored: list[tuple[Any, ...]], rates: list[Rate]
+    admitted: list[tuple[int, int]],
+    recorded: list[tuple[int, int]],
+    stored: list[tuple[Any, ...]],
+    mark: tuple[Any, ...] | None,
+    rates: list[Rate],
 ) -> None:
     """Where the admitted ``(stamp, weight)`` were ``recorded``, no window exceeds its rate; ``stored``
-    (the bucket's rows) holds every recorded item the last trim left and nothing else."""
+    (the bucket's items) holds every recorded item the last trim left and nothing else; ``mark`` (the
+    bucket's marker) knows the oldest of them."""
     assert_windows_hold(recorded, rates)
     assert Counter(weight for _, weight in recorded) == Counter(weight for _, weight in admitted)
     # Each item is recorded at or after its stamp (later when a trim overtook it).
     assert all(at >= stamp for at, stamp in zip(sorted(recorded), sorted(admitted), strict=True))
-    markers = [row[1] for row in stored if row[0] is None]
-    assert len(markers) <= 1
-    trimmed_up_to = markers[0] if markers else -1
-    assert Counter((row[1], row[2]) for row in stored if row[0] is not None) == Counter(
-        entry for entry in recorded if entry[0] > trimmed_up_to
-    )
+    trimmed_up_to = -1 if mark is None or mark[0] is None else mark[0]
+    kept = Counter(entry for entry in recorded if entry[0] > trimmed_up_to)
+    assert Counter((row[1], row[2]) for row in stored) == kept
+    if stored:  # the marker's oldest may be earlier than the oldest item (after a release), never later
+        assert mark is not None
+        assert mark[2] <= min(row[1] for row in stored)
 
 
 async def exercise(bucket: AsyncPostgresBucket, reference: AsyncInMemoryBucket, *, seed: int, steps: int) -> None:
@@ -193,21 +211,20 @@ async def test_one_row_per_item_and_old_rows_trimmed_by_the_decision(
     assert await bucket.put(RateItem("heavy", T0, weight=10))
     assert await bucket.count() == 10
     assert rows(postgres_dsn, POSTGRES_TABLE, key) == [("heavy", T0, 10, 10)]
+    assert marker(postgres_dsn, POSTGRES_TABLE, key) == (None, 0, T0)  # made with the first item
     assert await bucket.put(RateItem("next", T0 + 999, weight=3))
     assert len(rows(postgres_dsn, POSTGRES_TABLE, key)) == 2
-    # The decision a window later deletes heavy and keeps its stamp and weight in a nameless marker.
+    # The decision a window later deletes heavy and keeps its stamp and weight in the marker.
     assert await bucket.put(RateItem("last", T0 + 1000))
-    assert rows(postgres_dsn, POSTGRES_TABLE, key) == [
-        (None, T0, 0, 10),
-        ("next", T0 + 999, 3, 13),
-        ("last", T0 + 1000, 1, 14),
-    ]
+    assert rows(postgres_dsn, POSTGRES_TABLE, key) == [("next", T0 + 999, 3, 13), ("last", T0 + 1000, 1, 14)]
+    assert marker(postgres_dsn, POSTGRES_TABLE, key) == (T0, 10, T0 + 999)
     assert await bucket.count() == 4
     assert await bucket.leak(T0 + 2000) == 4
-    assert rows(postgres_dsn, POSTGRES_TABLE, key) == [(None, T0 + 1000, 0, 14)]
+    assert rows(postgres_dsn, POSTGRES_TABLE, key) == []
+    assert marker(postgres_dsn, POSTGRES_TABLE, key) == (T0 + 1000, 14, None)
     assert (await bucket.count(), await bucket.peek(0)) == (0, None)
     await bucket.flush()
-    assert rows(postgres_dsn, POSTGRES_TABLE, key) == []
+    assert (rows(postgres_dsn, POSTGRES_TABLE, key), marker(postgres_dsn, POSTGRES_TABLE, key)) == ([], None)
 
 
 async def test_buckets_in_one_table_are_independent(pool: AsyncConnectionPool[Any] | ConnectionPool[Any]) -> None:
@@ -221,6 +238,28 @@ async def test_buckets_in_one_table_are_independent(pool: AsyncConnectionPool[An
     await first.flush()
     assert (await first.count(), await second.count()) == (0, 2)
     await second.flush()
+
+
+async def test_a_pool_of_dict_rows_and_transactions_serves_and_keeps_its_settings(
+    request: pytest.FixtureRequest,
+) -> None:
+    # One connection, so that the one the bucket used is the one checked afterwards.
+    pool = await open_postgres_pool(request, min_size=1, max_size=1, kwargs={"row_factory": dict_row})
+    try:
+        bucket = AsyncPostgresBucket(pool, POSTGRES_TABLE, [Rate(2, Duration.MINUTE)], key=unique_key())
+        assert await bucket.put(RateItem("a", T0, weight=2))
+        assert not await bucket.put(RateItem("b", T0))
+        assert (await bucket.count(), await bucket.peek(1)) == (2, RateItem("a", T0))
+        await bucket.flush()
+        if isinstance(pool, AsyncConnectionPool):
+            conn: Any = await pool.getconn()
+            await pool.putconn(conn)
+        else:
+            conn = await arun_blocking(pool.getconn)
+            await arun_blocking(pool.putconn, conn)
+        assert (conn.autocommit, conn.row_factory) == (False, dict_row)
+    finally:
+        await close_postgres_pool(pool)
 
 
 async def test_a_held_bucket_lock_makes_only_that_bucket_wait(
@@ -409,7 +448,8 @@ async def test_server_restart_gives_clear_errors_then_correct_decisions(
     assert all(isinstance(error.__cause__, psycopg.Error) for error in errors)
     # Nothing recorded that was not admitted, no window over its rates, nothing admitted lost.
     recorded = finish_audit(postgres_handle.dsn, POSTGRES_TABLE, audit)
-    assert_recorded_exactly(admitted, recorded, rows(postgres_handle.dsn, POSTGRES_TABLE, key), rates)
+    stored, mark = rows(postgres_handle.dsn, POSTGRES_TABLE, key), marker(postgres_handle.dsn, POSTGRES_TABLE, key)
+    assert_recorded_exactly(admitted, recorded, stored, mark, rates)
 
 
 async def test_server_clock_is_epoch_ms_whatever_the_session_time_zone(request: pytest.FixtureRequest) -> None:

@@ -36,10 +36,11 @@ class PostgresBucket(ReservingBucket):
     transaction-level advisory lock on this bucket alone, so buckets never wait for each other and
     a held lock is waited for, never read as a full bucket. The table (in the connection's current
     schema) holds one row per admitted item (``bucket, name, ts, weight, cum``: epoch ms and a
-    running total of weight) and is created, with its functions and indexes, on first use.
-    Decisions and ``leak`` trim rows at or before ``t - longest interval`` and keep the newest
-    trimmed one as a marker (no name, weight 0): an item stamped before it plus the longest
-    interval (clock skew between machines) is decided as arriving then, as in every backend.
+    running total of weight) and a marker row per bucket (no name, no ``ts``: what trimming left,
+    and where the oldest item is); it is created, with its functions and indexes, on first use.
+    Decisions and ``leak`` trim rows at or before ``t - longest interval``; an item stamped before
+    the newest trimmed stamp plus the longest interval (clock skew between machines) is decided
+    as arriving then, as in every backend.
 
     :param pool: a ``psycopg_pool.ConnectionPool``; the async bucket also takes an async pool,
         awaited natively (on an event loop that pool cannot run on, give it the sync pool: its
@@ -141,9 +142,10 @@ class PostgresBucket(ReservingBucket):
         params = [self.key, _name(item), item.timestamp, item.weight, max_delay, record]
         row = self._pool.run([(self._decide_sql, params)], self._setup)
         assert row is not None
+        delay, rate, decided = row[0]
         if record:
-            item.timestamp = int(row[2])  # later than its stamp when a trim overtook it
-        return int(row[0]), None if row[1] is None else self.rates[row[1]]
+            item.timestamp = decided  # later than its stamp when a trim overtook it
+        return delay, None if rate is None else self.rates[rate]
 
     def _locked(self, query: bytes, params: Params) -> tuple[Any, ...] | None:
         """Run ``query`` in a transaction holding this bucket's lock (two round trips: not a decision)."""
@@ -220,45 +222,65 @@ class _Pool:
     def _run(self, steps: Steps) -> tuple[Any, ...] | None:
         if self._native is None:
             return run_blocking(self._run_blocking, steps)
-        row = None
-        with self._native.connection() as conn:
+        # getconn/putconn rather than connection(), whose exit also calls commit(): a no-op here, not free.
+        conn = self._native.getconn()
+        try:
             autocommit = conn.autocommit
             if not autocommit:
                 conn.set_autocommit(True)
             try:
+                cursor = _cursor(conn)
                 if len(steps) == 1:
-                    cursor = conn.execute(*steps[0])
-                    row = cursor.fetchone() if cursor.description else None
+                    cursor.execute(*steps[0])
                 else:
                     with conn.transaction():
                         for query, params in steps:
-                            cursor = conn.execute(query, params)
-                        row = cursor.fetchone() if cursor.description else None
+                            cursor.execute(query, params)
+                # rownumber, not description: that builds a column list each call.
+                return None if cursor.rownumber is None else cursor.fetchone()
             finally:
                 if not autocommit and not conn.closed:
                     conn.set_autocommit(False)
-        return row
+        finally:
+            self._native.putconn(conn)
 
     def _run_blocking(self, steps: Steps) -> tuple[Any, ...] | None:
         assert self._blocking is not None
-        row = None
-        with self._blocking.connection() as conn:
+        conn = self._blocking.getconn()
+        try:
             autocommit = conn.autocommit
             if not autocommit:
                 conn.set_autocommit(True)
             try:
+                cursor = _cursor(conn)
                 if len(steps) == 1:
-                    cursor = conn.execute(*steps[0])
-                    row = cursor.fetchone() if cursor.description else None
+                    cursor.execute(*steps[0])
                 else:
                     with conn.transaction():
                         for query, params in steps:
-                            cursor = conn.execute(query, params)
-                        row = cursor.fetchone() if cursor.description else None
+                            cursor.execute(query, params)
+                return None if cursor.rownumber is None else cursor.fetchone()
             finally:
                 if not autocommit and not conn.closed:
                     conn.set_autocommit(False)
-        return row
+        finally:
+            self._blocking.putconn(conn)
+
+
+def _cursor(conn: Any) -> Any:
+    """This module's cursor on ``conn``, made on its first use and kept with the connection.
+
+    A cursor caches how to send and read each type; a new one per call would look them up
+    again, a quarter of a decision's time in the client. Tuple rows, whatever the connection's
+    row factory. The pool lends a connection to one caller at a time, and so this cursor.
+    """
+    kept = vars(conn)
+    cursor = kept.get(_CURSOR)
+    if cursor is None:
+        from psycopg.rows import tuple_row
+
+        cursor = kept[_CURSOR] = conn.cursor(row_factory=tuple_row)
+    return cursor
 
 
 def _check_name(what: str, value: str, *, empty: bool) -> str:
@@ -285,75 +307,85 @@ def _bigints(value: int | list[int]) -> str:
 
 def _derived_name(table: str, suffix: str) -> str:
     # A fixed-length name per table for its function and indexes: the table's own name may be 63 bytes.
+    # "layout2": the table layout with the marker's oldest column; a function made for the first
+    # layout is never reused (its table then fails clearly, on the missing column).
     digest = hashlib.blake2b(table.encode(), digest_size=8, person=b"pyrate-table").hexdigest()
-    return f"pyrate_limiter_v3_{digest}_{suffix}"
+    return f"pyrate_limiter_layout2_{digest}_{suffix}"
 
+
+_CURSOR = "_pyrate_limiter_cursor"  # where a connection keeps the cursor of _cursor
 
 _LOCK = b"SELECT pg_advisory_xact_lock(%s::bigint)"
 
 _NOW = b"SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 
 _SETUP = [
-    # name is NULL only in a bucket's trim marker: its oldest row, ts = the newest trimmed timestamp,
-    # cum = the weight ever trimmed (the base of every running total).
-    "CREATE TABLE IF NOT EXISTS {table} (bucket text NOT NULL, name text, ts bigint NOT NULL, "
-    "weight bigint NOT NULL, cum bigint NOT NULL)",
-    # Rows are in the same order by ts as by cum; rows of weight 0 share their predecessor's cum.
-    # (bucket, ts, cum) finds both ends, trims and inserts out of order; (bucket, cum, weight DESC)
-    # finds where a window starts: among equal totals, the row of weight comes first.
+    # ts is NULL only in a bucket's marker, made with its first item (no name either): weight =
+    # the newest trimmed timestamp (NULL before a trim), cum = the weight ever trimmed (the base of
+    # every running total), oldest = the oldest item's timestamp, or earlier (NULL: no item); the
+    # column is NULL in items.
+    "CREATE TABLE IF NOT EXISTS {table} (bucket text NOT NULL, name text, ts bigint, weight bigint, "
+    "cum bigint NOT NULL, oldest bigint)",
+    # Items are in the same order by ts as by cum; items of weight 0 share their predecessor's cum.
+    # (bucket, ts, cum) finds both ends, trims and inserts out of order, and holds the marker last
+    # (NULLS LAST), next to the newest item; (bucket, cum, weight DESC) finds where a window
+    # starts: among equal totals, the row of weight comes first.
     "CREATE INDEX IF NOT EXISTS {ts_index} ON {table} (bucket, ts, cum)",
     "CREATE INDEX IF NOT EXISTS {cum_index} ON {table} (bucket, cum, weight DESC)",
 ]
 
 _TRIM_HEAD = """
-CREATE OR REPLACE FUNCTION {trim}(p_bucket text, p_horizon bigint, OUT trimmed bigint, OUT base bigint)
+CREATE OR REPLACE FUNCTION {trim}(p_bucket text, p_horizon bigint, OUT trimmed bigint, OUT base bigint,
+    OUT earliest bigint)
 LANGUAGE plpgsql AS {body}
 """
 
-# The caller holds the bucket's lock. Deletes the rows at or before the horizon and moves the
-# marker to the newest of them; returns the weight deleted and the base after.
+# The caller holds the bucket's lock. Deletes the items at or before the horizon, records the
+# newest of them and the oldest left in the marker; returns the weight deleted, the base and the
+# oldest item after.
 _TRIM_BODY = """
 DECLARE
-    v_mark bigint;
     v_ts bigint;
     v_cum bigint;
 BEGIN
-    SELECT CASE WHEN name IS NULL THEN ts END, CASE WHEN name IS NULL THEN cum ELSE 0 END INTO v_mark, base
-        FROM {table} WHERE bucket = p_bucket ORDER BY ts LIMIT 1;
-    base := coalesce(base, 0);
     WITH gone AS (
-        DELETE FROM {table} WHERE bucket = p_bucket AND ts <= p_horizon AND name IS NOT NULL RETURNING ts, cum, weight
+        DELETE FROM {table} WHERE bucket = p_bucket AND ts <= p_horizon RETURNING ts, cum, weight
     ) SELECT max(ts), max(cum), coalesce(sum(weight), 0) INTO v_ts, v_cum, trimmed FROM gone;
-    IF v_ts IS NULL THEN
-        RETURN;
+    SELECT ts INTO earliest FROM {table} WHERE bucket = p_bucket AND ts IS NOT NULL ORDER BY ts LIMIT 1;
+    -- Written only when it changes: leaking an idle bucket writes nothing.
+    UPDATE {table} SET weight = coalesce(v_ts, weight), cum = coalesce(v_cum, cum), oldest = earliest
+        WHERE bucket = p_bucket AND ts IS NULL AND (v_ts IS NOT NULL OR oldest IS DISTINCT FROM earliest)
+        RETURNING cum INTO base;
+    IF NOT FOUND THEN
+        SELECT cum INTO base FROM {table} WHERE bucket = p_bucket AND ts IS NULL;
     END IF;
-    base := v_cum;
-    IF v_mark IS NULL THEN
-        INSERT INTO {table} (bucket, name, ts, weight, cum) VALUES (p_bucket, NULL, v_ts, 0, v_cum);
-    ELSE
-        UPDATE {table} SET ts = v_ts, cum = v_cum WHERE bucket = p_bucket AND ts = v_mark AND name IS NULL;
-    END IF;
+    base := coalesce(base, 0);  -- no marker: the bucket never had an item
 END
 """
 
 _DECIDE_HEAD = """
 CREATE OR REPLACE FUNCTION {function}(
     p_lock bigint, p_bucket text, p_name text, p_t bigint, p_weight bigint, p_max_delay bigint,
-    p_limits bigint[], p_intervals bigint[], p_record boolean,
-    OUT delay bigint, OUT rate integer, OUT decided bigint)
-LANGUAGE plpgsql AS {body}
+    p_limits bigint[], p_intervals bigint[], p_record boolean)
+RETURNS bigint[] LANGUAGE plpgsql AS {body}
 """
 
 # The rule of pyrate_limiter._window, step for step. Each statement of a PL/pgSQL function takes a
-# fresh snapshot, so everything after the lock sees what the previous holder committed.
+# fresh snapshot, so everything after the lock sees what the previous holder committed. Returns
+# [delay, index of the refusing rate or NULL, time decided at]: one array, not a row of OUT
+# parameters, which the server would pass through a tuplestore.
 _DECIDE_BODY = """
 DECLARE
+    delay bigint;
+    rate bigint;
+    decided bigint;
     v_longest bigint := p_intervals[cardinality(p_intervals)];
     v_now bigint := p_t;
+    v_marked boolean;
     v_mark bigint;
     v_base bigint;
     v_oldest bigint;
-    v_total bigint := 0;
+    v_total bigint;
     v_last bigint;
     v_at bigint;
     v_need bigint;
@@ -361,25 +393,25 @@ DECLARE
     v_prev bigint;
 BEGIN
     PERFORM pg_advisory_xact_lock(p_lock);
-    -- One statement reads both ends: the marker (always the oldest row, strictly: rows left
-    -- after a trim are newer than it, and none is recorded before it plus the longest interval),
-    -- the oldest item (when it is due, a trim is) and the newest row (the total).
-    SELECT e.mark, e.base, e.oldest, n.cum, n.ts INTO v_mark, v_base, v_oldest, v_total, v_last
-        FROM (SELECT min(ts) FILTER (WHERE name IS NULL) AS mark, coalesce(max(cum) FILTER (WHERE name IS NULL), 0)
-                AS base, min(ts) FILTER (WHERE name IS NOT NULL) AS oldest
-            FROM (SELECT name, ts, cum FROM {table} WHERE bucket = p_bucket ORDER BY ts LIMIT 2) f) e
-        LEFT JOIN LATERAL (SELECT cum, ts FROM {table} WHERE bucket = p_bucket ORDER BY ts DESC, cum DESC LIMIT 1) n
-            ON true;
+    -- One backward index scan reads all the state: the marker (it sorts last) and the newest
+    -- item (the total).
+    SELECT count(*) FILTER (WHERE ts IS NULL) > 0, max(weight) FILTER (WHERE ts IS NULL),
+            coalesce(max(cum) FILTER (WHERE ts IS NULL), 0), max(oldest),
+            max(cum) FILTER (WHERE ts IS NOT NULL), max(ts)
+        INTO v_marked, v_mark, v_base, v_oldest, v_total, v_last
+        FROM (SELECT ts, weight, cum, oldest FROM {table} WHERE bucket = p_bucket
+            ORDER BY ts DESC, cum DESC LIMIT 2) f;
     -- Nothing is judged before the marker plus the longest interval: the windows of an earlier
     -- item would reach back over trimmed rows.
     IF v_mark IS NOT NULL AND v_now < v_mark + v_longest THEN
         v_now := v_mark + v_longest;
     END IF;
     IF p_record AND v_oldest <= v_now - v_longest THEN
-        SELECT base INTO v_base FROM {trim}(p_bucket, v_now - v_longest);
-        SELECT cum, ts INTO v_total, v_last FROM {table} WHERE bucket = p_bucket ORDER BY ts DESC, cum DESC LIMIT 1;
+        SELECT base, earliest INTO v_base, v_oldest FROM {trim}(p_bucket, v_now - v_longest);
+        SELECT cum, ts INTO v_total, v_last FROM {table} WHERE bucket = p_bucket AND ts IS NOT NULL
+            ORDER BY ts DESC, cum DESC LIMIT 1;
     END IF;
-    v_total := coalesce(v_total, 0);
+    v_total := coalesce(v_total, v_base);
     v_at := v_now;
     decided := v_now;
     FOR i IN 1 .. cardinality(p_limits) LOOP
@@ -388,7 +420,7 @@ BEGIN
         IF p_weight > p_limits[i] THEN
             delay := -1;
             rate := i - 1;
-            RETURN;
+            RETURN ARRAY[delay, rate, decided];
         END IF;
         SELECT ts + p_intervals[i] INTO v_fits FROM {table}
             WHERE bucket = p_bucket AND cum >= v_need ORDER BY cum, weight DESC LIMIT 1;
@@ -403,40 +435,49 @@ BEGIN
         -- A decision's delay counts from the time it was decided at; waiting's from the stamp.
         delay := v_at - CASE WHEN p_record THEN v_now ELSE p_t END;
         IF NOT p_record OR p_max_delay IS NULL OR delay > p_max_delay THEN
-            RETURN;
+            RETURN ARRAY[delay, rate, decided];
         END IF;
         rate := NULL;
     END IF;
     IF NOT p_record THEN
-        RETURN;
+        RETURN ARRAY[delay, rate, decided];
     END IF;
     IF v_last IS NULL OR v_at >= v_last THEN
         INSERT INTO {table} (bucket, name, ts, weight, cum)
             VALUES (p_bucket, p_name, v_at, p_weight, v_total + p_weight);
-        RETURN;
+    ELSE
+        -- Older than the newest row (clock skew, or behind a reservation): insert in order.
+        SELECT cum INTO v_prev FROM {table} WHERE bucket = p_bucket AND ts <= v_at
+            ORDER BY ts DESC, cum DESC LIMIT 1;
+        IF NOT FOUND THEN
+            v_prev := v_base;
+        END IF;
+        IF p_weight <> 0 THEN
+            UPDATE {table} SET cum = cum + p_weight WHERE bucket = p_bucket AND ts > v_at;
+        END IF;
+        INSERT INTO {table} (bucket, name, ts, weight, cum)
+            VALUES (p_bucket, p_name, v_at, p_weight, v_prev + p_weight);
     END IF;
-    -- Older than the newest row (clock skew, or behind a reservation): insert in order.
-    SELECT cum INTO v_prev FROM {table} WHERE bucket = p_bucket AND ts <= v_at ORDER BY ts DESC, cum DESC LIMIT 1;
-    IF NOT FOUND THEN
-        v_prev := v_base;
+    -- The marker knows the oldest item, so that no decision looks for it (a release may leave it
+    -- earlier than the oldest: the next trim is then due early, finds nothing, and corrects it).
+    IF v_oldest IS NULL OR v_at < v_oldest THEN
+        IF v_marked THEN
+            UPDATE {table} SET oldest = v_at WHERE bucket = p_bucket AND ts IS NULL;
+        ELSE
+            INSERT INTO {table} (bucket, cum, oldest) VALUES (p_bucket, 0, v_at);
+        END IF;
     END IF;
-    IF p_weight <> 0 THEN
-        UPDATE {table} SET cum = cum + p_weight WHERE bucket = p_bucket AND ts > v_at;
-    END IF;
-    INSERT INTO {table} (bucket, name, ts, weight, cum) VALUES (p_bucket, p_name, v_at, p_weight, v_prev + p_weight);
+    RETURN ARRAY[delay, rate, decided];
 END
 """
 
 _DECIDE_CALL = (
-    "SELECT delay, rate, decided FROM {function}({lock}, %s::text, %s::text, %s::bigint, %s::bigint, %s::bigint, "
-    "{limits}, {intervals}, %s::boolean)"
+    "SELECT {function}({lock}, %s::text, %s::text, %s::bigint, %s::bigint, %s::bigint, {limits}, {intervals},"
+    " %s::boolean)"
 )
 
 _TOTAL = "(SELECT cum FROM {table} WHERE bucket = %(bucket)s ORDER BY cum DESC LIMIT 1)"
-_BASE = (
-    "coalesce((SELECT CASE WHEN name IS NULL THEN cum ELSE 0 END FROM {table} WHERE bucket = %(bucket)s"
-    " ORDER BY ts LIMIT 1), 0)"
-)
+_BASE = "coalesce((SELECT cum FROM {table} WHERE bucket = %(bucket)s AND ts IS NULL), 0)"
 
 _COUNT = f"SELECT coalesce({_TOTAL}, 0) - {_BASE}"
 
