@@ -242,12 +242,16 @@ class PgQueries:
     these; v3's ``PUT`` and ``LEAK`` are absent, as in ``SQLiteQueries``. Format in only trusted names.
     """
 
+    # Item rows have a ts; each bucket's marker row (ts NULL) holds what was trimmed.
     CREATE_BUCKET_TABLE = (
-        'CREATE TABLE IF NOT EXISTS "{table}" (bucket text NOT NULL, name text NOT NULL, '
-        "ts bigint NOT NULL, weight bigint NOT NULL, cum bigint NOT NULL)"
+        'CREATE TABLE IF NOT EXISTS "{table}" (bucket text NOT NULL, name text, ts bigint, weight bigint, '
+        "cum bigint NOT NULL, oldest bigint)"
     )
-    COUNT = 'SELECT coalesce(sum(weight), 0) FROM "{table}"'
+    COUNT = 'SELECT coalesce(sum(weight), 0) FROM "{table}" WHERE ts IS NOT NULL'
     FLUSH = 'DELETE FROM "{table}"'
     DROP_TABLE = 'DROP TABLE IF EXISTS "{table}"'
-    PEEK = 'SELECT name, weight, ts AS item_timestamp FROM "{table}" ORDER BY ts DESC, cum DESC LIMIT 1 OFFSET {offset}'
+    PEEK = (
+        'SELECT name, weight, ts AS item_timestamp FROM "{table}" WHERE ts IS NOT NULL '
+        "ORDER BY ts DESC, cum DESC LIMIT 1 OFFSET {offset}"
+    )
     LEAK_COUNT = 'SELECT count(*) FROM "{table}" WHERE ts < {timestamp}'
