@@ -26,22 +26,14 @@ class TimeClock(AbstractClock):
     """Wall-clock time (``time.time()``): comparable across processes and machines."""
 
     def now(self) -> int:
-        return wall_ms()
+        return time.time_ns() // 1_000_000  # integer arithmetic: cheaper than via a float
 
 
 class MonotonicClock(AbstractClock):
     """Monotonic time: never jumps backwards, but only meaningful inside one process."""
 
     def now(self) -> int:
-        return monotonic_ms()
-
-
-def wall_ms() -> int:
-    return time.time_ns() // 1_000_000  # integer arithmetic: cheaper than via a float
-
-
-def monotonic_ms() -> int:
-    return time.monotonic_ns() // 1_000_000
+        return time.monotonic_ns() // 1_000_000
 
 
 def ns_reader(clock: Any) -> Callable[[], int] | None:
