@@ -31,18 +31,16 @@ TREES = [
 REPLACEMENTS = {
     # runtime twins (src/pyrate_limiter/_concurrency.py)
     "AsyncEvent": "Event",
-    "acheckpoint": "checkpoint",
     "AsyncRoutingLock": "RoutingLock",
     "AsyncTaskGroup": "TaskGroup",
     "adecorate": "decorate",
     "aresolve": "resolve",
     "ashielded": "shielded",
     "asleep": "sleep",
+    "AsyncBatcher": "Batcher",  # src/pyrate_limiter/_batching.py
     # async-only verbs
     "aclose": "close",
     # public classes
-    "AsyncBatcher": "Batcher",
-    "AsyncBatchSender": "BatchSender",
     "AsyncAbstractBucket": "AbstractBucket",
     "AsyncAbstractClock": "AbstractClock",
     "AsyncBucketFactory": "BucketFactory",

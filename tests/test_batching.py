@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from pyrate_limiter import AsyncRedisBucket, Rate, RateItem
-from pyrate_limiter._async.batching import AsyncBatcher
+from pyrate_limiter._batching import AsyncBatcher
 from pyrate_limiter._concurrency import aresolve, arun_blocking
 
 from .redis_clients import close_client, redis_client

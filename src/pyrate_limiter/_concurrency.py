@@ -13,7 +13,6 @@ import time
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
-import anyio.lowlevel
 import anyio.to_thread
 
 if TYPE_CHECKING:
@@ -34,15 +33,6 @@ async def asleep(seconds: float) -> None:
 
 def sleep(seconds: float) -> None:
     time.sleep(seconds)
-
-
-async def acheckpoint() -> None:
-    """Let every other task that is ready run once before going on."""
-    await anyio.lowlevel.checkpoint()
-
-
-def checkpoint() -> None:
-    """Nothing: threads run beside each other without being let."""
 
 
 # -- events that background loops stop on ----------------------------------------------------

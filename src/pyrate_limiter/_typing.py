@@ -6,12 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-    from typing import Any, TypeAlias
-
-    # -- batching.py: what sends a batch of requests and returns their replies
-    BatchSender: TypeAlias = "Callable[[list[Any]], list[Any]]"
-    AsyncBatchSender: TypeAlias = "Callable[[list[Any]], Awaitable[list[Any]]]"
+    from typing import TypeAlias
 
     # -- redis (buckets/redis.py): either client kind, single node or cluster
     import redis

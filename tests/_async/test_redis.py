@@ -256,7 +256,7 @@ async def test_a_limiter_waits_at_the_servers_clock(client: Any, admin: redis.Re
 
 
 async def test_names_are_data_not_code(client: Any) -> None:
-    bucket = AsyncRedisBucket([Rate(3, Duration.MINUTE)], client, "a}{b'; redis.call('FLUSHALL') --")
+    bucket = AsyncRedisBucket([Rate(3, Duration.MINUTE)], client, "a}{b'; redis.call('FLUSHALL') --" + new_key())
     odd = "x:1:y') redis.call('FLUSHALL') --\n\u00e9"
     assert await bucket.put(RateItem(odd, T0, 2))
     newest = await bucket.peek(1)
@@ -264,3 +264,8 @@ async def test_names_are_data_not_code(client: Any) -> None:
     assert newest.name == odd
     await bucket.release(RateItem(odd, T0, 2))
     assert await bucket.count() == 0
+    # Any bytes: NUL, spaces, and bytes that are not UTF-8 (read back as surrogate escapes).
+    raw: Any = b"\x00 a b\xff"
+    assert await bucket.put(RateItem(raw, T0 + 1))
+    assert await bucket.put(RateItem("", T0 + 1))
+    assert [(await bucket.peek(i)) for i in (1, 0)] == [RateItem("\x00 a b\udcff", T0 + 1), RateItem("", T0 + 1)]

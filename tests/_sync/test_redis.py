@@ -257,7 +257,7 @@ def test_a_limiter_waits_at_the_servers_clock(client: Any, admin: redis.Redis) -
 
 
 def test_names_are_data_not_code(client: Any) -> None:
-    bucket = RedisBucket([Rate(3, Duration.MINUTE)], client, "a}{b'; redis.call('FLUSHALL') --")
+    bucket = RedisBucket([Rate(3, Duration.MINUTE)], client, "a}{b'; redis.call('FLUSHALL') --" + new_key())
     odd = "x:1:y') redis.call('FLUSHALL') --\n\u00e9"
     assert bucket.put(RateItem(odd, T0, 2))
     newest = bucket.peek(1)
@@ -265,3 +265,8 @@ def test_names_are_data_not_code(client: Any) -> None:
     assert newest.name == odd
     bucket.release(RateItem(odd, T0, 2))
     assert bucket.count() == 0
+    # Any bytes: NUL, spaces, and bytes that are not UTF-8 (read back as surrogate escapes).
+    raw: Any = b"\x00 a b\xff"
+    assert bucket.put(RateItem(raw, T0 + 1))
+    assert bucket.put(RateItem("", T0 + 1))
+    assert [(bucket.peek(i)) for i in (1, 0)] == [RateItem("\x00 a b\udcff", T0 + 1), RateItem("", T0 + 1)]

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import struct
 from typing import TYPE_CHECKING, Any
 
+from ..._batching import Batcher
 from ..._concurrency import resolve, run_blocking
 from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
-from ..batching import Batcher
 from .base import ReservingBucket
 
 if TYPE_CHECKING:
@@ -33,22 +34,59 @@ if TYPE_CHECKING:
 #           (newest trimmed timestamp), seq, total, newest, oldest, expiry (when both keys expire,
 #           on the clients' clock), the first name's length (-1: none yet); then the first name and
 #           the newest entry's member ('' = look it up).
-# ARGV: op; the rates as "longest smallest-limit limit interval limit interval ..."; then requests of
-# two: "time weight max_delay" (time '' = the server's clock, weight or peek's index, max_delay
-# '' = none) and the name. Only 'reserve' takes several requests: it decides them in order, each
-# as if alone, and answers "delay rate-index time" for each, in one string.
-# Every argument and reply element costs the client, every closure and command costs Redis, on
-# every call: the usual acquire sends four arguments, runs GET, ZADD (or ZINCRBY) and SET, gets
-# one string back, and renews the keys' expiry about once per longest interval.
+# ARGV: one request each, packed: doubles time, weight (or peek's index) and max_delay (time NaN:
+# the server's clock; max_delay -1: none), then the name's bytes. The first one comes after the
+# op's letter, the number of rates (two bytes) and doubles: longest interval, smallest limit, then
+# limit and interval of each rate. Only reserve (R) takes several requests: it decides them in
+# order, each as if alone, and answers "delay rate-index time" for each, in one string.
+# Every argument, reply element and number parsed from text costs, on every call: the usual
+# acquire sends one argument, runs GET, ZADD (or ZINCRBY) and SET, gets an integer back, and
+# renews the keys' expiry about once per longest interval.
 SCRIPT = r"""
 local log_key, state_key = KEYS[1], KEYS[2]
-local op, longest, room = ARGV[1], string.match(ARGV[2], '^(%d+) (%d+)')
-longest, room = tonumber(longest), tonumber(room)
+local saved = redis.call('GET', state_key)
+
+-- The usual acquire first, before anything else is set up: one item stamped at or after the
+-- newest entry, fitting the smallest limit, with nothing to trim and the keys' expiry far
+-- enough ahead. Its answer is the time it was recorded at, an integer. Whatever else falls
+-- through to the whole rule below, which decides it the same way.
+local function usual()
+  if not saved or #ARGV ~= 1 then return nil end
+  local op, count, longest, room, at = struct.unpack('<c1Hdd', ARGV[1])
+  local t, w, _, name_at = struct.unpack('<ddd', ARGV[1], at + 16 * count)
+  if op ~= 'R' or t ~= t then return nil end
+  local name = string.sub(ARGV[1], name_at)
+  local base, trimmed, seq, total, newest, oldest, expiry, dl, at = struct.unpack('<dddddddd', saved)
+  if dl < 0 or w <= 0 or t < newest or t < trimmed + longest or oldest <= t - longest
+    or total - base + w > room or expiry < t + longest + 1000 then return nil end
+  local default, member = string.sub(saved, at, at + dl - 1), struct.pack('>i6', t)
+  if name ~= default then member = member .. '/' .. name end
+  if t > newest then
+    redis.call('ZADD', log_key, string.format('%d', total + w), member)
+  elseif member == string.sub(saved, at + dl) then
+    redis.call('ZINCRBY', log_key, string.format('%d', w), member)
+  else
+    return nil
+  end
+  redis.call('SET', state_key, struct.pack('<dddddddd', base, trimmed, seq, total + w, t, oldest, expiry, dl)
+    .. default .. member, 'KEEPTTL')
+  return t
+end
+local answer = usual()
+if answer then return answer end
+
+local op, count, longest, room, rates_at = struct.unpack('<c1Hdd', ARGV[1])
+local function request(j)  -- time, weight, max_delay (-1: none), name
+  local arg, at = ARGV[j], 1
+  if j == 1 then at = rates_at + 16 * count end
+  local t, w, max_delay, name_at = struct.unpack('<ddd', arg, at)
+  if max_delay < 0 then max_delay = nil end
+  return t, w, max_delay, string.sub(arg, name_at)
+end
 local NONE = 4503599627370496  -- 2^52: later than any time, and -NONE earlier than any
 
 local base, trimmed, seq, total, newest, oldest, expiry = 0, -NONE, 0, 0, -NONE, NONE, -NONE
 local default, last = nil, ''
-local saved = redis.call('GET', state_key)
 if saved then
   local dl, at
   base, trimmed, seq, total, newest, oldest, expiry, dl, at = struct.unpack('<dddddddd', saved)
@@ -59,9 +97,8 @@ else
 end
 local changed, server_now = false, nil
 
-local function time_of(arg)  -- a request's time: its own, or ('') the server's
-  local t = tonumber(arg)
-  if t then return t end
+local function time_of(t)  -- a request's time: its own, or (NaN) the server's
+  if t == t then return t end
   if not server_now then
     if redis.replicate_commands then redis.replicate_commands() end
     local now = redis.call('TIME')
@@ -95,8 +132,9 @@ end
 -- The rest of the rule, made only when a call needs it: each closure costs Redis time per call.
 local function make_rule()
   local limits, intervals = {}, {}
-  for limit, interval in string.gmatch(string.gsub(ARGV[2], '^%d+ %d+', ''), ' (%d+) (%d+)') do
-    limits[#limits + 1], intervals[#intervals + 1] = tonumber(limit), tonumber(interval)
+  local at = rates_at
+  for i = 1, count do
+    limits[i], intervals[i], at = struct.unpack('<dd', ARGV[1], at)
   end
   local function int(x) return string.format('%d', x) end
   local function stamp(member) return (struct.unpack('>i6', member)) end
@@ -216,42 +254,36 @@ local function save(t, renew)
   end
 end
 
-if op == 'reserve' then
+if op == 'R' then  -- reserve
   local out, latest = {}, -NONE
-  for j = 3, #ARGV, 2 do  -- requests in order, each decided as if alone
-    local t, w, max_delay = string.match(ARGV[j], '^(%S*) (%S*) (%S*)$')
-    t, w, max_delay = time_of(t), tonumber(w), tonumber(max_delay)
-    if t >= trimmed + longest and oldest > t - longest and total - base + w <= room and t >= newest and w > 0
-      and append(t, w, ARGV[j + 1]) then
-      out[#out + 1] = string.format('0 0 %d', t)  -- fitted every rate, with nothing to trim
-    else
-      -- P(x) is exact only from the newest trimmed entry on: an item stamped so late that a
-      -- rate's window would reach behind it (another client decided later and trimmed) is
-      -- decided, and booked, at the earliest time the log still vouches for.
-      if trimmed + longest > t then t = trimmed + longest end
-      if oldest <= t - longest then rule().trim(t - longest) end
-      local at, blocking = rule().earliest(t, w)
-      if blocking == 0 or (at ~= -1 and max_delay and at - t <= max_delay) then
-        rule().record(at, w, ARGV[j + 1])
-        blocking = 0
-      end
-      out[#out + 1] = string.format('%d %d %d', at == -1 and -1 or at - t, blocking, t)
+  for j = 1, #ARGV do  -- in order, each decided as if alone
+    local t, w, max_delay, name = request(j)
+    t = time_of(t)
+    -- P(x) is exact only from the newest trimmed entry on: an item stamped so late that a
+    -- rate's window would reach behind it (another client decided later and trimmed) is
+    -- decided, and booked, at the earliest time the log still vouches for.
+    if trimmed + longest > t then t = trimmed + longest end
+    if oldest <= t - longest then rule().trim(t - longest) end
+    local at, blocking = rule().earliest(t, w)
+    if blocking == 0 or (at ~= -1 and max_delay and at - t <= max_delay) then
+      rule().record(at, w, name)
+      blocking = 0
     end
+    out[#out + 1] = string.format('%d %d %d', at == -1 and -1 or at - t, blocking, t)
     if t > latest then latest = t end
   end
   save(latest, true)
   return table.concat(out, ' ')
 end
-local t, n = string.match(ARGV[3], '^(%S*) (%S*)')
-local name
-t, n, name = time_of(t), tonumber(n), ARGV[4]
-if op == 'waiting' then
+local t, n, _, name = request(1)
+t = time_of(t)
+if op == 'W' then  -- waiting
   -- Counted from the item's own stamp: nothing is recorded or restamped.
   local at, blocking = rule().earliest(math.max(t, trimmed + longest), n)
   if blocking == 0 then return 0 end
   if at == -1 then return -1 end
   return at - t
-elseif op == 'release' then
+elseif op == 'X' then  -- release
   -- The newest entry at t under that name holding at least n: merged entries give part back.
   local r = rule()
   local rank = r.last_upto(t)
@@ -275,14 +307,14 @@ elseif op == 'release' then
   r.refresh_oldest()
   save(t, false)
   return 1
-elseif op == 'leak' then
+elseif op == 'L' then  -- leak
   local b = base
   rule().trim(t - longest)
   save(t, false)
   return base - b
-elseif op == 'count' then
+elseif op == 'C' then  -- count
   return total - base
-elseif op == 'peek' then
+elseif op == 'P' then  -- peek
   local unit = total - n
   if n < 0 or unit <= base then return nil end
   local r = rule()
@@ -328,9 +360,10 @@ class RedisBucket(ReservingBucket):
         tag = "{" + bucket_key + "}"
         self._keys = (f"{tag}:log", f"{tag}:state")
         longest, room = max(rate.interval for rate in self.rates), min(rate.limit for rate in self.rates)
-        self._rate_arg = " ".join(
-            str(number) for number in (longest, room, *(n for rate in self.rates for n in (rate.limit, rate.interval)))
-        )
+        numbers = [longest, room, *(n for rate in self.rates for n in (rate.limit, rate.interval))]
+        rule = struct.pack(f"<H{len(numbers)}d", len(self.rates), *numbers)
+        self._heads = {op: letter + rule for op, letter in _OPS.items()}  # what each call starts with
+        self._reserve_head = self._heads["reserve"]
         # Decided once: an async client is awaited, a sync one runs in a worker thread.
         self._native = is_async_client(redis)
         self._client: Any = redis  # the kind _native says; each helper below names its type
@@ -354,9 +387,13 @@ class RedisBucket(ReservingBucket):
 
     def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
         # Concurrent reservations share one script call: the script decides them in order.
-        delay, index, now = self._reserving.submit(
-            (self._request(self._now(item), item.weight, "" if max_delay is None else max_delay), _text(item.name))
+        reply = self._reserving.submit(
+            _request(self._now(item), item.weight, -1 if max_delay is None else max_delay, item.name)
         )
+        if type(reply) is int:  # the usual acquire: recorded at that time, its own
+            item.timestamp = reply
+            return 0, None
+        delay, index, now = reply
         # Restamped with the time it was decided at: the server's clock, or later than its own
         # stamp when it came too late for that. The limiter sleeps and releases relative to it.
         item.timestamp = int(now)
@@ -367,11 +404,11 @@ class RedisBucket(ReservingBucket):
         return int(self._run("waiting", self._now(item), item.weight))
 
     def release(self, item: RateItem) -> None:
-        self._run("release", item.timestamp, item.weight, "", item.name)
+        self._run("release", item.timestamp, item.weight, -1, item.name)
 
     def leak(self, current_timestamp: int | None = None) -> int:
         if self.server_time:
-            return int(self._run("leak", ""))
+            return int(self._run("leak", SERVER_CLOCK))
         if current_timestamp is None:
             return 0  # v3: no time given, nothing is known to be outdated
         return int(self._run("leak", current_timestamp))
@@ -395,22 +432,20 @@ class RedisBucket(ReservingBucket):
 
     # -- one script call per operation -------------------------------------------------------
 
-    def _now(self, item: RateItem) -> int | str:
-        return "" if self.server_time else item.timestamp
+    def _now(self, item: RateItem) -> float:
+        return SERVER_CLOCK if self.server_time else item.timestamp
 
-    @staticmethod
-    def _request(t: int | str, n: int, extra: float | str = "") -> str:
-        # Few arguments, each plain decimal text: redis-py spends more per argument than Redis
-        # spends on the whole decision, and would send an IntEnum (Duration) as its repr.
-        return f"{_decimal(t)} {_decimal(n)} {_decimal(extra)}"
-
-    def _run(self, op: str, t: int | str, n: int = 0, extra: float | str = "", name: Any = "") -> Any:
-        args = [op, self._rate_arg, self._request(t, n, extra), _text(name)]
+    def _run(self, op: str, t: float, n: int = 0, extra: float = -1, name: Any = "") -> Any:
+        args = [self._heads[op] + _request(t, n, extra, name)]
         return self._call(_script, _blocking_script, self._keys, args)
 
-    def _reserve_all(self, requests: list[tuple[str, str | bytes]]) -> list[list[Any]]:
-        args = ["reserve", self._rate_arg, *(part for request in requests for part in request)]
-        words = (self._call(_script, _blocking_script, self._keys, args)).split()
+    def _reserve_all(self, requests: list[bytes]) -> list[Any]:
+        args = requests.copy()
+        args[0] = self._reserve_head + args[0]
+        reply = self._call(_script, _blocking_script, self._keys, args)
+        if type(reply) is int:  # the usual acquire's answer
+            return [reply]
+        words = reply.split()
         return [words[i : i + 3] for i in range(0, len(words), 3)]
 
     def _call(self, native: Any, blocking: Any, *args: Any) -> Any:
@@ -423,16 +458,20 @@ class RedisBucket(ReservingBucket):
             raise BackendError(f"Redis backend failed for bucket {self.bucket_key!r}: {error!r}") from error
 
 
-def _text(name: Any) -> str | bytes:
-    return name if isinstance(name, str | bytes) else str(name)
+# The script's op letters, and a request's time when the server's clock decides.
+_OPS = {"reserve": b"R", "waiting": b"W", "release": b"X", "leak": b"L", "count": b"C", "peek": b"P"}
+SERVER_CLOCK = float("nan")
+_NUMBERS = struct.Struct("<ddd")
 
 
-def _decimal(value: float | str) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float) and not value.is_integer():
-        return repr(value)  # Lua's tonumber reads these, "inf" included
-    return str(int(value))
+def _request(t: float, n: int, extra: float, name: Any) -> bytes:
+    """One request as the script unpacks it: time, weight and extra as doubles, then the name.
+
+    One packed argument, not four of text: redis-py spends more per argument, and Lua more per
+    number read from text, than Redis spends on the whole decision.
+    """
+    text: bytes = name if isinstance(name, bytes) else str(name).encode("utf-8", "surrogateescape")
+    return _NUMBERS.pack(t, n, extra) + text
 
 
 def is_async_client(redis: object) -> bool:
