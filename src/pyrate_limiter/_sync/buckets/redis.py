@@ -387,9 +387,8 @@ class RedisBucket(ReservingBucket):
 
     def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
         # Concurrent reservations share one script call: the script decides them in order.
-        reply = self._reserving.submit(
-            _request(self._now(item), item.weight, -1 if max_delay is None else max_delay, item.name)
-        )
+        t, extra = (SERVER_CLOCK if self.server_time else item.timestamp), (-1 if max_delay is None else max_delay)
+        reply = self._reserving.submit(_request(t, item.weight, extra, item.name))
         if type(reply) is int:  # the usual acquire: recorded at that time, its own
             item.timestamp = reply
             return 0, None
@@ -401,7 +400,7 @@ class RedisBucket(ReservingBucket):
         return int(delay), (self.rates[blocking - 1] if blocking else None)
 
     def waiting(self, item: RateItem) -> int:
-        return int(self._run("waiting", self._now(item), item.weight))
+        return int(self._run("waiting", SERVER_CLOCK if self.server_time else item.timestamp, item.weight))
 
     def release(self, item: RateItem) -> None:
         self._run("release", item.timestamp, item.weight, -1, item.name)
@@ -431,9 +430,6 @@ class RedisBucket(ReservingBucket):
         return f"{type(self).__name__}({self.rates!r}, bucket_key={self.bucket_key!r})"
 
     # -- one script call per operation -------------------------------------------------------
-
-    def _now(self, item: RateItem) -> float:
-        return SERVER_CLOCK if self.server_time else item.timestamp
 
     def _run(self, op: str, t: float, n: int = 0, extra: float = -1, name: Any = "") -> Any:
         args = [self._heads[op] + _request(t, n, extra, name)]
