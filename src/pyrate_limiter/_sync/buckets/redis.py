@@ -35,10 +35,11 @@ if TYPE_CHECKING:
 #           on the clients' clock), the first name's length (-1: none yet); then the first name and
 #           the newest entry's member ('' = look it up).
 # ARGV: one request each, packed: doubles time, weight (or peek's index) and max_delay (time NaN:
-# the server's clock; max_delay -1: none), then the name's bytes. The first one comes after the
-# op's letter, the number of rates (two bytes) and doubles: longest interval, smallest limit, then
-# limit and interval of each rate. Only reserve (R) takes several requests: it decides them in
-# order, each as if alone, and answers "delay rate-index time" for each, in one string.
+# the server's clock; max_delay -1: none), the name's length (4 bytes) and bytes. The first one
+# comes between the op's letter and the rule: the number of rates (2 bytes), then doubles: longest
+# interval, smallest limit, and limit and interval of each rate. Only reserve (R) takes several
+# requests: it decides them in order, each as if alone, and answers "delay rate-index time" for
+# each, in one string.
 # Every argument, reply element and number parsed from text costs, on every call: the usual
 # acquire sends one argument, runs GET, ZADD (or ZINCRBY) and SET, gets an integer back, and
 # renews the keys' expiry about once per longest interval.
@@ -50,15 +51,13 @@ local saved = redis.call('GET', state_key)
 -- newest entry, fitting the smallest limit, with nothing to trim and the keys' expiry far
 -- enough ahead. Its answer is the time it was recorded at, an integer. Whatever else falls
 -- through to the whole rule below, which decides it the same way.
-local function usual()
-  if not saved or #ARGV ~= 1 then return nil end
-  local op, count, longest, room, at = struct.unpack('<c1Hdd', ARGV[1])
-  local t, w, _, name_at = struct.unpack('<ddd', ARGV[1], at + 16 * count)
-  if op ~= 'R' or t ~= t then return nil end
-  local name = string.sub(ARGV[1], name_at)
+repeat  -- left by break, as Lua 5.1 has no goto; a function would cost a closure per call
+  if not saved or #ARGV ~= 1 then break end
+  local op, t, w, _, name, _, longest, room = struct.unpack('<c1dddI4c0Hdd', ARGV[1])
+  if op ~= 'R' or t ~= t then break end
   local base, trimmed, seq, total, newest, oldest, expiry, dl, at = struct.unpack('<dddddddd', saved)
   if dl < 0 or w <= 0 or t < newest or t < trimmed + longest or oldest <= t - longest
-    or total - base + w > room or expiry < t + longest + 1000 then return nil end
+    or total - base + w > room or expiry < t + longest + 1000 then break end
   local default, member = string.sub(saved, at, at + dl - 1), struct.pack('>i6', t)
   if name ~= default then member = member .. '/' .. name end
   if t > newest then
@@ -66,22 +65,19 @@ local function usual()
   elseif member == string.sub(saved, at + dl) then
     redis.call('ZINCRBY', log_key, string.format('%d', w), member)
   else
-    return nil
+    break
   end
-  redis.call('SET', state_key, struct.pack('<dddddddd', base, trimmed, seq, total + w, t, oldest, expiry, dl)
-    .. default .. member, 'KEEPTTL')
+  redis.call('SET', state_key, struct.pack('<ddddddddc0c0', base, trimmed, seq, total + w, t, oldest, expiry, dl,
+    default, member), 'KEEPTTL')
   return t
-end
-local answer = usual()
-if answer then return answer end
+until true
 
-local op, count, longest, room, rates_at = struct.unpack('<c1Hdd', ARGV[1])
-local function request(j)  -- time, weight, max_delay (-1: none), name
-  local arg, at = ARGV[j], 1
-  if j == 1 then at = rates_at + 16 * count end
-  local t, w, max_delay, name_at = struct.unpack('<ddd', arg, at)
+local op, t1, w1, max_delay1, name1, count, longest, room, rates_at = struct.unpack('<c1dddI4c0Hdd', ARGV[1])
+local function request(j)  -- time, weight, max_delay (nil: none), name
+  local t, w, max_delay, name = t1, w1, max_delay1, name1
+  if j > 1 then t, w, max_delay, name = struct.unpack('<dddI4c0', ARGV[j]) end
   if max_delay < 0 then max_delay = nil end
-  return t, w, max_delay, string.sub(arg, name_at)
+  return t, w, max_delay, name
 end
 local NONE = 4503599627370496  -- 2^52: later than any time, and -NONE earlier than any
 
@@ -324,6 +320,7 @@ end
 return redis.error_reply('pyrate_limiter: unknown op ' .. op)
 """
 SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+_SHA = SHA.encode()  # bytes, like the keys: redis-py encodes every str argument on every call
 
 
 class RedisBucket(ReservingBucket):
@@ -358,12 +355,10 @@ class RedisBucket(ReservingBucket):
         self.bucket_key = bucket_key
         self.server_time = server_time
         tag = "{" + bucket_key + "}"
-        self._keys = (f"{tag}:log", f"{tag}:state")
+        self._keys = (f"{tag}:log".encode(), f"{tag}:state".encode())
         longest, room = max(rate.interval for rate in self.rates), min(rate.limit for rate in self.rates)
         numbers = [longest, room, *(n for rate in self.rates for n in (rate.limit, rate.interval))]
-        rule = struct.pack(f"<H{len(numbers)}d", len(self.rates), *numbers)
-        self._heads = {op: letter + rule for op, letter in _OPS.items()}  # what each call starts with
-        self._reserve_head = self._heads["reserve"]
+        self._rule = struct.pack(f"<H{len(numbers)}d", len(self.rates), *numbers)  # every call ends with it
         # Decided once: an async client is awaited, a sync one runs in a worker thread.
         self._native = is_async_client(redis)
         self._client: Any = redis  # the kind _native says; each helper below names its type
@@ -432,13 +427,12 @@ class RedisBucket(ReservingBucket):
     # -- one script call per operation -------------------------------------------------------
 
     def _run(self, op: str, t: float, n: int = 0, extra: float = -1, name: Any = "") -> Any:
-        args = [self._heads[op] + _request(t, n, extra, name)]
+        args = [_OPS[op] + _request(t, n, extra, name) + self._rule]
         return self._call(_script, _blocking_script, self._keys, args)
 
     def _reserve_all(self, requests: list[bytes]) -> list[Any]:
-        args = requests.copy()
-        args[0] = self._reserve_head + args[0]
-        reply = self._call(_script, _blocking_script, self._keys, args)
+        requests[0] = _OPS["reserve"] + requests[0] + self._rule  # the batch's own list: sent, then dropped
+        reply = self._call(_script, _blocking_script, self._keys, requests)
         if type(reply) is int:  # the usual acquire's answer
             return [reply]
         words = reply.split()
@@ -457,7 +451,7 @@ class RedisBucket(ReservingBucket):
 # The script's op letters, and a request's time when the server's clock decides.
 _OPS = {"reserve": b"R", "waiting": b"W", "release": b"X", "leak": b"L", "count": b"C", "peek": b"P"}
 SERVER_CLOCK = float("nan")
-_NUMBERS = struct.Struct("<ddd")
+_NUMBERS = struct.Struct("<dddI")
 
 
 def _request(t: float, n: int, extra: float, name: Any) -> bytes:
@@ -467,7 +461,7 @@ def _request(t: float, n: int, extra: float, name: Any) -> bytes:
     number read from text, than Redis spends on the whole decision.
     """
     text: bytes = name if isinstance(name, bytes) else str(name).encode("utf-8", "surrogateescape")
-    return _NUMBERS.pack(t, n, extra) + text
+    return _NUMBERS.pack(t, n, extra, len(text)) + text
 
 
 def is_async_client(redis: object) -> bool:
@@ -478,17 +472,20 @@ def is_async_client(redis: object) -> bool:
 # Each driver call twice: awaited on an async client, or run in a worker thread on a sync one.
 
 
-def _script(redis: RedisClient, no_script: type[Exception], keys: tuple[str, ...], args: list[Any]) -> Any:
+def _script(redis: RedisClient, no_script: type[Exception], keys: tuple[bytes, ...], args: list[Any]) -> Any:
+    # execute_command: evalsha() is two more Python calls on the way to it, on every acquire.
+    execute: Any = redis.execute_command  # typed in some client classes, not in others
     try:
-        return redis.evalsha(SHA, len(keys), *keys, *args)
+        return execute("EVALSHA", _SHA, len(keys), *keys, *args)
     except no_script:
         # Flushed cache, restarted server or failover: EVAL runs the script and caches it again.
         return redis.eval(SCRIPT, len(keys), *keys, *args)
 
 
-def _blocking_script(redis: RedisClient, no_script: type[Exception], keys: tuple[str, ...], args: list[Any]) -> Any:
+def _blocking_script(redis: RedisClient, no_script: type[Exception], keys: tuple[bytes, ...], args: list[Any]) -> Any:
+    execute: Any = redis.execute_command
     try:
-        return redis.evalsha(SHA, len(keys), *keys, *args)
+        return execute("EVALSHA", _SHA, len(keys), *keys, *args)
     except no_script:
         return redis.eval(SCRIPT, len(keys), *keys, *args)
 
@@ -501,9 +498,9 @@ def _blocking_load(redis: RedisClient, no_script: type[Exception]) -> None:
     redis.script_load(SCRIPT)
 
 
-def _delete(redis: RedisClient, no_script: type[Exception], *keys: str) -> None:
+def _delete(redis: RedisClient, no_script: type[Exception], *keys: bytes) -> None:
     redis.delete(*keys)
 
 
-def _blocking_delete(redis: RedisClient, no_script: type[Exception], *keys: str) -> None:
+def _blocking_delete(redis: RedisClient, no_script: type[Exception], *keys: bytes) -> None:
     redis.delete(*keys)
