@@ -455,7 +455,8 @@ _NUMBERS = struct.Struct("<dddI")
 
 
 def _request(t: float, n: int, extra: float, name: Any) -> bytes:
-    """One request as the script unpacks it: time, weight and extra as doubles, then the name.
+    """One request as the script unpacks it: time, weight and extra as doubles, then the name's
+    length and bytes.
 
     One packed argument, not four of text: redis-py spends more per argument, and Lua more per
     number read from text, than Redis spends on the whole decision.
