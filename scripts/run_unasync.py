@@ -121,9 +121,7 @@ def main() -> int:
             if FORBIDDEN.search(code):
                 problems.append(f"{path}:{lineno}: async-only name survives: {line.strip()}")
     existing = {p.relative_to(ROOT) for _, dst in TREES for p in (ROOT / dst).rglob("*.py")}
-    stale = sorted(
-        p for p, text in generated.items() if not (ROOT / p).exists() or (ROOT / p).read_text() != text
-    )
+    stale = sorted(p for p, text in generated.items() if not (ROOT / p).exists() or (ROOT / p).read_text() != text)
     orphans = sorted(existing - set(generated))
     if check:
         problems += [f"stale or missing: {p}" for p in stale]

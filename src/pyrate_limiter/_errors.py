@@ -39,6 +39,7 @@ class BucketFullException(Exception):
     def __str__(self) -> str:
         return str(self.meta_info["error"])
 
+
 class LimiterDelayException(Exception):
     """An item would fit only after a longer wait than ``max_delay`` allows.
 
@@ -80,7 +81,6 @@ class LimiterDelayException(Exception):
             f"Actual delay exceeded allowance: actual={self.actual_delay}, allowed={self.max_delay}\n"
             f"Bucket for item={self.item.name} with Rate {self.rate} is already full"
         )
-
 
 
 class BackendError(Exception):

@@ -20,6 +20,7 @@ class AsyncCreateBucket(Protocol):
 
     async def __call__(self, rates: list[Rate]) -> AsyncAbstractBucket: ...
 
+
 _keys = itertools.count()
 
 
@@ -41,9 +42,7 @@ async def create_bucket(bucket_kind: str, request: pytest.FixtureRequest) -> Asy
 
 
 @pytest.fixture
-async def create_atomic_bucket(
-    atomic_kind: str, request: pytest.FixtureRequest
-) -> AsyncIterator[AsyncCreateBucket]:
+async def create_atomic_bucket(atomic_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[AsyncCreateBucket]:
     """Make buckets of the kinds that reserve atomically: all of ours."""
     async for create in _creating(atomic_kind, request):
         yield create

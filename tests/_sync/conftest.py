@@ -21,6 +21,7 @@ class CreateBucket(Protocol):
 
     def __call__(self, rates: list[Rate]) -> AbstractBucket: ...
 
+
 _keys = itertools.count()
 
 
@@ -42,9 +43,7 @@ def create_bucket(bucket_kind: str, request: pytest.FixtureRequest) -> Iterator[
 
 
 @pytest.fixture
-def create_atomic_bucket(
-    atomic_kind: str, request: pytest.FixtureRequest
-) -> Iterator[CreateBucket]:
+def create_atomic_bucket(atomic_kind: str, request: pytest.FixtureRequest) -> Iterator[CreateBucket]:
     """Make buckets of the kinds that reserve atomically: all of ours."""
     for create in _creating(atomic_kind, request):
         yield create
