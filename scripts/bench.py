@@ -393,7 +393,31 @@ def sc_rejected(pl: Any, p: Row) -> list[Row]:
     false_row = measure(refusing, (), p["seconds"], cpu=True)
     raise_row = measure(raising, (), p["seconds"], cpu=True)
     ratio = interleaved(raising, refusing, p["seconds"], chunk=2000, cpu=True)
-    return [false_row, raise_row, {"value": ratio, "unit": "x", "extra": "chunks of 2000 calls, alternating"}]
+
+    # The floor of that ratio: the same refusal, then a bare raise of a plain exception caught one
+    # function up, which no limiter's raising can undercut.
+    class Plain(Exception):
+        pass
+
+    def bare() -> None:
+        raise Plain(None, None)
+
+    def refusing_then_raise() -> None:
+        if not ask("k"):
+            pass
+        try:  # noqa: SIM105 - as in raising()
+            bare()
+        except Plain:
+            pass
+
+    floor = interleaved(refusing_then_raise, refusing, p["seconds"], chunk=2000, cpu=True)
+    alternating = "chunks of 2000 calls, alternating"
+    return [
+        false_row,
+        raise_row,
+        {"value": ratio, "unit": "x", "extra": alternating},
+        {"value": floor, "unit": "x", "extra": f"{alternating}; a bare raise after the same refusal"},
+    ]
 
 
 def sc_keys(pl: Any, p: Row) -> list[Row]:
@@ -629,11 +653,11 @@ def specs(quick: bool) -> list[Spec]:
     rn = 5_000 if quick else 10_000
     s, mem, redis = Spec, {"backend": "memory"}, {"backend": "redis"}
     tasks100 = {"tasks": 100, "loop": "asyncio"}
-    rejected = ["rejected -> False", "rejected -> raise", "raise / False time"]
+    rejected = ["rejected -> False", "rejected -> raise", "raise / False time", "floor: False + bare raise / False"]
     rows = [
         s("acquire", mem, ["memory, 1 rate"], [("ratio", 4)]),
         s("acquire", {**mem, "three": True}, ["memory, 3 rates"], [("ratio", 3)]),
-        s("rejected", mem, rejected, [("ratio", 4), ("ratio", 4), ("max", 1.5)]),
+        s("rejected", mem, rejected, [("ratio", 4), ("ratio", 4), ("max", 1.5), None]),
         s("keys", mem, ["10 000 keys, factory"], [None]),
         s("async", {**mem, **tasks100}, ["async 100 tasks, asyncio"], [("ratio", 3.5)]),
         s("async", {**mem, **tasks100, "loop": "trio"}, ["async 100 tasks, trio"], [None], upstream=False),
