@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.lowlevel
 
-from ._concurrency import AsyncEvent, AsyncRoutingLock, ashielded
+from ._concurrency import AsyncEvent, ashielded
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -50,19 +50,18 @@ class AsyncBatcher:
         self._send = send
         self._limit = limit
         self._open: _Batch | None = None
-        self._joining = AsyncRoutingLock()
 
     async def submit(self, request: Any) -> Any:
         """Send ``request`` (with whatever joins it) and return its reply, or raise the call's error."""
-        with self._joining:
-            batch = self._open
-            leading = batch is None or len(batch.requests) >= self._limit
-            if batch is None or leading:
-                batch = self._open = _Batch()
-            elif batch.done is None:
-                batch.done = AsyncEvent()
-            index = len(batch.requests)
-            batch.requests.append(request)
+        # No lock: nothing awaits between reading and updating the open batch.
+        batch = self._open
+        leading = batch is None or len(batch.requests) >= self._limit
+        if batch is None or leading:
+            batch = self._open = _Batch()
+        elif batch.done is None:
+            batch.done = AsyncEvent()
+        index = len(batch.requests)
+        batch.requests.append(request)
         if leading:
             await ashielded(self._lead, batch)
         else:
@@ -74,9 +73,8 @@ class AsyncBatcher:
 
     async def _lead(self, batch: _Batch) -> None:
         await anyio.lowlevel.checkpoint()  # the tasks ready to make a request now join this batch
-        with self._joining:
-            if self._open is batch:
-                self._open = None  # closed: nobody joins a batch in flight
+        if self._open is batch:
+            self._open = None  # closed: nobody joins a batch in flight
         try:
             batch.replies = await self._send(batch.requests)
         except BaseException as error:  # every caller of the batch raises it
