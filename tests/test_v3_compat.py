@@ -115,8 +115,9 @@ async def test_bucket_async_wrapper_uses_a_sync_bucket_through_the_async_api(kin
     assert bucket.failing_rate == rates[0]
     assert await bucket.count() == 2
     assert await bucket.peek(0) == RateItem("k", T0)
-    assert await bucket.waiting(RateItem("k", T0 + 10)) == 40
-    assert await bucket.leak(T0 + 50) == 2
+    assert await bucket.waiting(RateItem("k", T0 + 10)) == 41  # the items at T0 count through T0 + 50
+    assert await bucket.leak(T0 + 50) == 0
+    assert await bucket.leak(T0 + 51) == 2
     await bucket.flush()  # forgets the trim too: the limiter below starts again at T0
     assert bucket.failing_rate is None
     # Through the limiter, a wait is one exact reservation, not a sleep and a retry.
@@ -124,8 +125,8 @@ async def test_bucket_async_wrapper_uses_a_sync_bucket_through_the_async_api(kin
     assert isinstance(limiter, AsyncLimiter)
     assert await limiter.try_acquire("k")
     assert await limiter.try_acquire("k")
-    assert await limiter.try_acquire_async("k")  # waited 50 ms: recorded where it fits
-    assert await bucket.peek(0) == RateItem("k", T0 + 50)
+    assert await limiter.try_acquire_async("k")  # waited 51 ms: recorded where it fits
+    assert await bucket.peek(0) == RateItem("k", T0 + 51)
     assert limiter.buckets() == [bucket]
     await bucket.aclose()
 
@@ -143,7 +144,7 @@ async def test_sync_limiter_try_acquire_async_never_blocks_the_loop_and_cancels_
         tasks.start_soon(waiter)
         while bucket.count() < 2:  # noqa: ASYNC110 - the loop runs while the waiter's place is reserved
             await anyio.sleep(0.001)
-        assert bucket.peek(0) == RateItem("k", T0 + 5000)
+        assert bucket.peek(0) == RateItem("k", T0 + 5001)
         assert not done
         tasks.cancel_scope.cancel()
     assert bucket.count() == 1  # the cancelled waiter gave its reservation back
@@ -158,7 +159,7 @@ async def test_try_acquire_async_refuses_as_try_acquire_does(variant: str) -> No
     clock.advance(100)
     with pytest.raises(LimiterDelayException) as caught:
         await limiter.try_acquire_async("k")
-    assert caught.value.meta_info["actual_delay"] == 900
+    assert caught.value.meta_info["actual_delay"] == 901
     limiter.raise_when_fail = False
     assert await limiter.try_acquire_async("k") is False
     limiter.raise_when_fail = True
@@ -227,8 +228,8 @@ async def test_retry_until_max_delay_and_buffer_ms_are_kept_and_change_no_decisi
     limiter, bucket, _ = memory_limiter(variant, [Rate(1, 50)], max_delay=60, retry_until_max_delay=True, buffer_ms=500)
     assert (limiter.retry_until_max_delay, limiter.buffer_ms) == (True, 500)
     assert await call(limiter.try_acquire("k"))
-    assert await call(limiter.try_acquire("k"))  # a 50 ms wait: within max_delay despite the buffer
-    assert await call(bucket.peek(0)) == RateItem("k", T0 + 50)  # recorded exactly where it fits
+    assert await call(limiter.try_acquire("k"))  # a 51 ms wait: within max_delay despite the buffer
+    assert await call(bucket.peek(0)) == RateItem("k", T0 + 51)  # recorded exactly where it fits
     with pytest.raises(LimiterDelayException):  # 100 ms away: no retrying past max_delay
         await call(limiter.try_acquire("k"))
 

@@ -52,7 +52,7 @@ def test_heavier_than_limit_never_fits() -> None:
 
 def test_compaction_keeps_counts_and_windows() -> None:
     log = SlidingLog([Rate(2, 10)])
-    for t in range(0, 200_000, 10):
+    for t in range(0, 200_000, 11):  # each item frees its room 11 ms after its stamp
         assert log.reserve(RateItem("k", t, 2), None) == (0, None)
     assert log.count() == 2
     assert log.reserve(RateItem("k", 199_995, 1), None)[1] is not None
@@ -63,28 +63,31 @@ def test_compaction_keeps_counts_and_windows() -> None:
 def test_a_late_item_never_reaches_back_over_trimmed_entries() -> None:
     log = SlidingLog([Rate(3, 1000)])
     assert log.reserve(RateItem("a", 0, 2), None) == (0, None)
-    assert log.reserve(RateItem("c", 1000, 1), None) == (0, None)  # trims "a"
-    # Stamped at 999, when "a" still counted: judged, recorded and restamped at 1000 instead.
-    late = RateItem("d", 999, 2)
+    assert log.reserve(RateItem("c", 1001, 1), None) == (0, None)  # trims "a"
+    # Stamped at 1000, when "a" still counted: judged, recorded and restamped at 1001 instead.
+    late = RateItem("d", 1000, 2)
     assert log.reserve(late, None) == (0, None)
-    assert late.timestamp == 1000
-    assert log.peek(0) == ("d", 1000)
-    assert log.reserve(RateItem("e", 999, 1), None)[1] is not None
-    assert log.waiting(500, 1) == 1500
+    assert late.timestamp == 1001
+    assert log.peek(0) == ("d", 1001)
+    assert log.reserve(RateItem("e", 1000, 1), None)[1] is not None
+    assert log.waiting(500, 1) == 1502
 
 
 def test_a_flushed_log_limits_from_scratch_after_trims() -> None:
     log = SlidingLog([Rate(2, 10)])
-    for t in (0, 10, 20):  # each trims the one before: the trimmed weight grows
+    for t in (0, 11, 22):  # each trims the one before: the trimmed weight grows
         assert log.reserve(RateItem("k", t, 2), None) == (0, None)
     log.flush()
     assert log.reserve(RateItem("k", 30, 2), None) == (0, None)
-    assert log.reserve(RateItem("k", 30, 1), None) == (10, Rate(2, 10))
+    assert log.reserve(RateItem("k", 30, 1), None) == (11, Rate(2, 10))
     assert log.count() == 2
 
 
 class NaiveLog:
-    """The rule of _window.py written the slow, obvious way: a reference for the fast log."""
+    """The rule of _window.py written the slow, obvious way: a reference for the fast log.
+
+    An entry stamped ``ts`` counts in the window at ``s`` of a rate when ``s - interval <= ts``.
+    """
 
     def __init__(self, rates: list[Rate]) -> None:
         self.rates = rates
@@ -98,8 +101,8 @@ class NaiveLog:
             if weight > rate.limit:
                 return NEVER, rate
             s = t
-            while sum(w for ts, w, _ in self.entries if ts > s - rate.interval) + weight > rate.limit:
-                s = min(ts for ts, _, _ in self.entries if ts > s - rate.interval) + rate.interval
+            while sum(w for ts, w, _ in self.entries if ts >= s - rate.interval) + weight > rate.limit:
+                s = min(ts for ts, _, _ in self.entries if ts >= s - rate.interval) + rate.interval + 1
             if s > at:
                 at, blocking = s, rate
         return at, blocking
@@ -107,13 +110,13 @@ class NaiveLog:
     def trim(self, horizon: int) -> None:
         gone = [e for e in self.entries if e[0] <= horizon]
         if gone:
-            self.floor = max(e[0] for e in gone) + self.longest
+            self.floor = max(e[0] for e in gone) + self.longest + 1
             self.entries = [e for e in self.entries if e[0] > horizon]
 
     def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
         name, weight = item.name, item.weight
         now = t = item.timestamp = item.timestamp if self.floor is None else max(item.timestamp, self.floor)
-        self.trim(now - self.longest)
+        self.trim(now - self.longest - 1)
         at, rate = self.earliest(now, weight)
         if rate is None:
             self.insert(now, weight, name)
@@ -156,7 +159,7 @@ def test_fast_log_matches_the_obvious_rule_on_random_traffic(rates: list[Rate]) 
             del slow.entries[len(slow.entries) - 1 - slow.entries[::-1].index((ts, w, victim))]
         if step % 11 == 0:
             before = slow.count()
-            slow.trim(t - slow.longest)
+            slow.trim(t - slow.longest - 1)
             assert fast.leak(t) == before - slow.count()
         probe = rng.randint(1, 4)
         expected_at, expected_rate = slow.earliest(max(t, slow.floor or t), probe)

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def assert_windows_hold(admitted: Iterable[Sequence[int]], rates: Sequence[Rate]) -> None:
-    """No window ``(x - interval, x]`` of any rate holds more than its limit of the admitted items.
+    """No window ``[x - interval, x]`` of any rate holds more than its limit of the admitted items.
 
     ``admitted`` holds ``(timestamp, weight, ...)`` entries in any order.
     """
@@ -20,7 +20,7 @@ def assert_windows_hold(admitted: Iterable[Sequence[int]], rates: Sequence[Rate]
         start, inside = 0, 0
         for at, weight in entries:
             inside += weight
-            while entries[start][0] <= at - rate.interval:
+            while entries[start][0] < at - rate.interval:
                 inside -= entries[start][1]
                 start += 1
             assert inside <= rate.limit, f"{inside} units in the {rate} window ending at {at}"

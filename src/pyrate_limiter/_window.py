@@ -3,17 +3,22 @@
 The rule every backend implements (the in-memory bucket runs this very code; Redis, SQLite and
 PostgreSQL run the same steps server-side):
 
+* Stamps are integer milliseconds floored from a clock, so an item stamped ``s`` happened
+  somewhere in the real interval ``[s, s + 1)``. For it never to share a real window of ``I`` ms
+  with ``L`` later units, it counts at every stamp from ``s`` through ``s + I`` inclusive and
+  frees its room at ``s + I + 1``: a rate's window at ``t`` is the closed ``[t - I, t]``, which
+  holds ``I + 1`` stamps, the rate's *span* (``span()``). Every formula below is in spans.
 * A bucket keeps one entry per admitted item: its timestamp, its weight and a running total
   ``cum`` (the weight of that entry plus everything recorded before it), oldest first.
 * ``P(x)``, the weight recorded at or before time ``x``, is one lookup; the weight in the window
-  of rate ``(L, I)`` ending at ``s`` and everything later is ``total - P(s - I)``.
-* An item of weight ``w`` fits at time ``s`` when, for every rate, ``P(s - I) >= total + w - L``.
-  The earliest such ``s >= t`` is ``max(t, ts[k] + I)`` over the rates, ``k`` being the first
+  of rate ``(L, I)`` at ``s`` and everything later is ``total - P(s - span)``.
+* An item of weight ``w`` fits at time ``s`` when, for every rate, ``P(s - span) >= total + w - L``.
+  The earliest such ``s >= t`` is ``max(t, ts[k] + span)`` over the rates, ``k`` being the first
   entry whose ``cum`` reaches ``total + w - L``. Counting the entries after ``s`` as well keeps
   reservations first in line (FIFO) and every window within its limit.
-* Entries at or before ``t - longest interval`` can never matter again and are trimmed. The
-  newest trimmed timestamp ``b`` is remembered, and no item is judged or recorded before
-  ``b + longest``: an item stamped before a trim that already happened (clock skew, a caller
+* Entries at or before ``t - longest span`` can never count again and are trimmed. The newest
+  trimmed timestamp ``b`` is remembered, and no item is judged or recorded before
+  ``b + longest span``: an item stamped before a trim that already happened (clock skew, a caller
   that lagged) counts as arriving at that point, since its own window would reach back over
   entries that are gone. The item is then restamped with that time, and any delay counts
   from it.
@@ -31,6 +36,15 @@ if TYPE_CHECKING:
 
 NEVER = -1
 """The wait reported for an item heavier than some rate's limit: it can never fit."""
+
+
+def span(interval: int) -> int:
+    """How many stamps one item counts at under a rate of ``interval`` ms: ``s`` through ``s + interval``.
+
+    The one place the closed window is stated; every backend computes with spans, never intervals.
+    """
+    return interval + 1
+
 
 _COMPACT_AT = 4096
 # 'l' where a C long has 64 bits: an 'l' array converts an appended int with PyLong_AsLong, a 'q'
@@ -69,8 +83,8 @@ class SlidingLog:
     )
 
     def __init__(self, rates: list[Rate]) -> None:
-        self._rates = [(rate.limit, rate.interval, rate) for rate in rates]
-        self._longest = max(rate.interval for rate in rates)
+        self._rates = [(rate.limit, span(rate.interval), rate) for rate in rates]
+        self._longest = max(span(rate.interval) for rate in rates)  # a span, like every length here
         self._room = min(rate.limit for rate in rates)  # below this much weight, every rate has room
         # threading.Lock in both variants: no await happens while it is held, and the sync
         # twin is used from caller threads and the factory's leak thread at once.
@@ -189,13 +203,13 @@ class SlidingLog:
         """The earliest time ``>= t`` the item fits, and the rate that pushed it past ``t``."""
         at, blocking = t, None
         cum, head, total = self._cum, self._head, self._total
-        for limit, interval, rate in self._rates:
-            need = total + weight - limit  # P(s - interval) must reach this
+        for limit, stamps, rate in self._rates:
+            need = total + weight - limit  # P(s - stamps) must reach this
             if need <= self._base:
                 continue
             if weight > limit:
                 return NEVER, rate
-            fits = self._ts[bisect_left(cum, need, head)] + interval
+            fits = self._ts[bisect_left(cum, need, head)] + stamps
             if fits > at:
                 at, blocking = fits, rate
         return at, blocking

@@ -39,20 +39,23 @@ async def test_every_rate_is_checked(create_bucket: AsyncCreateBucket) -> None:
     assert await bucket.put(RateItem("k", T0))
     assert not await bucket.put(RateItem("k", T0 + 50))
     assert bucket.failing_rate == fast
-    assert await bucket.put(RateItem("k", T0 + 100))
+    assert not await bucket.put(RateItem("k", T0 + 100))  # the items at T0 count through T0 + 100
+    assert await bucket.put(RateItem("k", T0 + 101))
     assert not await bucket.put(RateItem("k", T0 + 200))
     assert bucket.failing_rate == slow
-    assert await bucket.put(RateItem("k", T0 + 1000))
+    assert not await bucket.put(RateItem("k", T0 + 1000))
+    assert await bucket.put(RateItem("k", T0 + 1001))
 
 
-async def test_window_slides_exactly_at_the_interval(create_bucket: AsyncCreateBucket) -> None:
+async def test_an_item_frees_its_room_one_ms_after_its_interval(create_bucket: AsyncCreateBucket) -> None:
+    # Stamped T0, it happened somewhere in [T0, T0 + 1): it counts through T0 + 1000 inclusive.
     bucket = await create_bucket([Rate(2, 1000)])
     assert await bucket.put(RateItem("k", T0))
     assert await bucket.put(RateItem("k", T0 + 10))
-    assert not await bucket.put(RateItem("k", T0 + 999))
-    assert await bucket.put(RateItem("k", T0 + 1000))
-    assert not await bucket.put(RateItem("k", T0 + 1009))
-    assert await bucket.put(RateItem("k", T0 + 1010))
+    assert not await bucket.put(RateItem("k", T0 + 1000))
+    assert await bucket.put(RateItem("k", T0 + 1001))
+    assert not await bucket.put(RateItem("k", T0 + 1010))
+    assert await bucket.put(RateItem("k", T0 + 1011))
 
 
 async def test_refused_put_records_nothing(create_bucket: AsyncCreateBucket) -> None:
@@ -83,8 +86,8 @@ async def test_leak_drops_only_items_outside_the_longest_window(create_bucket: A
     bucket = await create_bucket([Rate(5, 100), Rate(10, 1000)])
     assert await bucket.put(RateItem("k", T0, weight=2))
     assert await bucket.put(RateItem("k", T0 + 500))
-    assert await bucket.leak(T0 + 999) == 0
-    assert await bucket.leak(T0 + 1000) == 2
+    assert await bucket.leak(T0 + 1000) == 0  # still counts at T0 + 1000
+    assert await bucket.leak(T0 + 1001) == 2
     assert await bucket.count() == 1
     assert await bucket.leak(T0 + 5000) == 1
     assert await bucket.count() == 0
@@ -104,8 +107,10 @@ async def test_waiting_is_the_time_until_the_item_fits(create_bucket: AsyncCreat
     assert await bucket.waiting(RateItem("k", T0, weight=2)) == 0
     assert await bucket.put(RateItem("k", T0, weight=2))
     assert await bucket.put(RateItem("k", T0 + 300))
-    assert await bucket.waiting(RateItem("k", T0 + 400)) == 600
-    assert await bucket.waiting(RateItem("k", T0 + 400, weight=3)) == 900
+    assert await bucket.waiting(RateItem("k", T0 + 400)) == 601
+    assert await bucket.waiting(RateItem("k", T0 + 400, weight=3)) == 901
+    assert await bucket.waiting(RateItem("k", T0 + 1000)) == 1
+    assert await bucket.waiting(RateItem("k", T0 + 1001)) == 0
     assert await bucket.waiting(RateItem("k", T0 + 400, weight=4)) == -1
 
 
@@ -114,13 +119,13 @@ async def test_reserve_records_at_the_earliest_time_within_max_delay(create_buck
     bucket = await create_bucket([rate])
     assert await bucket.reserve(RateItem("k", T0), None) == (0, None)
     assert await bucket.reserve(RateItem("k", T0 + 100), None) == (0, None)
-    assert await bucket.reserve(RateItem("k", T0 + 200), 500) == (800, rate)
+    assert await bucket.reserve(RateItem("k", T0 + 200), 800) == (801, rate)
     assert await bucket.count() == 2
-    assert await bucket.reserve(RateItem("k", T0 + 200), 800) == (800, None)
+    assert await bucket.reserve(RateItem("k", T0 + 200), 801) == (801, None)
     assert await bucket.count() == 3
     newest = await bucket.peek(0)
     assert newest is not None
-    assert newest.timestamp == T0 + 1000
+    assert newest.timestamp == T0 + 1001
 
 
 async def test_item_heavier_than_a_limit_never_fits_and_takes_nothing(create_bucket: AsyncCreateBucket) -> None:
@@ -158,19 +163,19 @@ async def test_concurrent_puts_never_exceed_the_limit(create_bucket: AsyncCreate
 async def test_reservations_queue_first_in_first_out(create_atomic_bucket: AsyncCreateBucket) -> None:
     bucket = await create_atomic_bucket([Rate(2, 1000)])
     assert await bucket.reserve(RateItem("k", T0, weight=2), None) == (0, None)
-    assert await bucket.reserve(RateItem("first", T0 + 10, weight=2), 5000) == (990, None)
+    assert await bucket.reserve(RateItem("first", T0 + 10, weight=2), 5000) == (991, None)
     # A light newcomer may not jump the queue into the window the first waiter owns.
-    assert await bucket.reserve(RateItem("second", T0 + 20), 5000) == (1980, None)
-    assert await bucket.reserve(RateItem("now", T0 + 30), None) == (1970, Rate(2, 1000))
+    assert await bucket.reserve(RateItem("second", T0 + 20), 5000) == (1982, None)
+    assert await bucket.reserve(RateItem("now", T0 + 30), None) == (1972, Rate(2, 1000))
 
 
 async def test_released_reservation_frees_its_place(create_atomic_bucket: AsyncCreateBucket) -> None:
     bucket = await create_atomic_bucket([Rate(2, 1000)])
     assert await bucket.reserve(RateItem("k", T0, weight=2), None) == (0, None)
-    assert await bucket.reserve(RateItem("gone", T0 + 10, weight=2), 5000) == (990, None)
-    await bucket.release(RateItem("gone", T0 + 1000, weight=2))
+    assert await bucket.reserve(RateItem("gone", T0 + 10, weight=2), 5000) == (991, None)
+    await bucket.release(RateItem("gone", T0 + 1001, weight=2))
     assert await bucket.count() == 2
-    assert await bucket.reserve(RateItem("next", T0 + 20), 5000) == (980, None)
+    assert await bucket.reserve(RateItem("next", T0 + 20), 5000) == (981, None)
 
 
 async def test_cost_of_a_put_does_not_grow_with_weight(create_atomic_bucket: AsyncCreateBucket) -> None:

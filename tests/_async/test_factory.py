@@ -83,6 +83,6 @@ async def test_put_trims_without_any_background_leak() -> None:
     limiter = AsyncLimiter(bucket, clock=clock)
     for _ in range(50):
         assert await limiter.try_acquire("k", weight=2)
-        clock.advance(1000)
+        clock.advance(1001)
     assert await bucket.count() == 2
     await limiter.aclose()

@@ -46,6 +46,8 @@ async def test_full_bucket_returns_false_when_not_raising() -> None:
     limiter, clock = make_limiter(Rate(2, 1000), raise_when_fail=False)
     assert [await limiter.try_acquire("k") for _ in range(3)] == [True, True, False]
     clock.advance(1000)
+    assert not await limiter.try_acquire("k")  # the first two count through their stamp + 1000
+    clock.advance(1)
     assert await limiter.try_acquire("k")
 
 
@@ -60,9 +62,9 @@ async def test_too_long_a_wait_raises_delay_exception_with_the_exact_delay() -> 
         "weight": 2,
         "rate": "limit=3/1.0s",
         "max_delay": 200,
-        "actual_delay": 900,
+        "actual_delay": 901,
     }
-    assert str(caught.value).startswith("Actual delay exceeded allowance: actual=900, allowed=200")
+    assert str(caught.value).startswith("Actual delay exceeded allowance: actual=901, allowed=200")
 
 
 async def test_per_call_max_delay_overrides_the_limiter() -> None:
@@ -84,7 +86,7 @@ async def test_allowed_wait_is_exact_and_admits_after_sleeping() -> None:
 
 
 async def test_wait_is_allowed_when_it_equals_max_delay() -> None:
-    limiter, _ = make_limiter(Rate(1, 50), max_delay=50)
+    limiter, _ = make_limiter(Rate(1, 50), max_delay=51)  # room frees 51 ms after the first
     assert await limiter.try_acquire("k")
     assert await limiter.try_acquire("k")
 

@@ -190,16 +190,16 @@ async def test_a_late_item_is_decided_where_the_trimmed_windows_end(
 ) -> None:
     bucket = AsyncPostgresBucket(pool, POSTGRES_TABLE, [Rate(3, 1000)], key=unique_key())
     assert await bucket.put(RateItem("a", T0, weight=2))
-    assert await bucket.put(RateItem("c", T0 + 1000))  # trims a: nothing is judged before T0 + 1000
-    # One ms late (clock skew): decided and recorded at T0 + 1000, where a is out of every window.
-    assert await bucket.put(RateItem("late", T0 + 999, weight=2))
-    assert await bucket.peek(0) == RateItem("late", T0 + 1000)
+    assert await bucket.put(RateItem("c", T0 + 1001))  # trims a: nothing is judged before T0 + 1001
+    # One ms late (clock skew): decided and recorded at T0 + 1001, where a is out of every window.
+    assert await bucket.put(RateItem("late", T0 + 1000, weight=2))
+    assert await bucket.peek(0) == RateItem("late", T0 + 1001)
     # A late reservation is restamped with the time it was decided at; its delay counts from it.
     late = RateItem("r", T0 + 500)
-    assert await bucket.reserve(late, 10_000) == (1000, None)
-    assert late.timestamp == T0 + 1000
-    assert await bucket.peek(0) == RateItem("r", T0 + 2000)
-    assert await bucket.waiting(RateItem("w", T0 + 400)) == 1600
+    assert await bucket.reserve(late, 10_000) == (1001, None)
+    assert late.timestamp == T0 + 1001
+    assert await bucket.peek(0) == RateItem("r", T0 + 2002)
+    assert await bucket.waiting(RateItem("w", T0 + 400)) == 1602
     await bucket.flush()
 
 
@@ -214,14 +214,22 @@ async def test_one_row_per_item_and_old_rows_trimmed_by_the_decision(
     assert marker(postgres_dsn, POSTGRES_TABLE, key) == (None, 0, T0)  # made with the first item
     assert await bucket.put(RateItem("next", T0 + 999, weight=3))
     assert len(rows(postgres_dsn, POSTGRES_TABLE, key)) == 2
-    # The decision a window later deletes heavy and keeps its stamp and weight in the marker.
-    assert await bucket.put(RateItem("last", T0 + 1000))
-    assert rows(postgres_dsn, POSTGRES_TABLE, key) == [("next", T0 + 999, 3, 13), ("last", T0 + 1000, 1, 14)]
+    # At T0 + 1000 heavy still counts; the decision after deletes it and keeps its stamp and
+    # weight in the marker.
+    assert await bucket.put(RateItem("still", T0 + 1000))
+    assert len(rows(postgres_dsn, POSTGRES_TABLE, key)) == 3
+    assert await bucket.put(RateItem("last", T0 + 1001))
+    assert rows(postgres_dsn, POSTGRES_TABLE, key) == [
+        ("next", T0 + 999, 3, 13),
+        ("still", T0 + 1000, 1, 14),
+        ("last", T0 + 1001, 1, 15),
+    ]
     assert marker(postgres_dsn, POSTGRES_TABLE, key) == (T0, 10, T0 + 999)
-    assert await bucket.count() == 4
-    assert await bucket.leak(T0 + 2000) == 4
+    assert await bucket.count() == 5
+    assert await bucket.leak(T0 + 2001) == 4  # last, stamped T0 + 1001, still counts at T0 + 2001
+    assert await bucket.leak(T0 + 2002) == 1
     assert rows(postgres_dsn, POSTGRES_TABLE, key) == []
-    assert marker(postgres_dsn, POSTGRES_TABLE, key) == (T0 + 1000, 14, None)
+    assert marker(postgres_dsn, POSTGRES_TABLE, key) == (T0 + 1001, 15, None)
     assert (await bucket.count(), await bucket.peek(0)) == (0, None)
     await bucket.flush()
     assert (rows(postgres_dsn, POSTGRES_TABLE, key), marker(postgres_dsn, POSTGRES_TABLE, key)) == ([], None)

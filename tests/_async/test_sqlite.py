@@ -93,7 +93,8 @@ async def test_state_survives_a_restart(database: str) -> None:
         assert await second.count() == 3
         assert not await second.put(RateItem("k", T0 + 2))
         assert second.failing_rate == rates[0]
-        assert await second.put(RateItem("k", T0 + 60_000))
+        assert not await second.put(RateItem("k", T0 + 60_000))
+        assert await second.put(RateItem("k", T0 + 60_001))
     finally:
         await second.aclose()
 
@@ -119,38 +120,39 @@ async def test_items_older_than_the_newest_are_inserted_in_order(conn: Any) -> N
         assert await bucket.put(RateItem(f"at {offset}", T0 + offset))
     peeked = [await bucket.peek(i) for i in range(3)]
     assert [item.timestamp - T0 for item in peeked if item is not None] == [500, 300, 100]
-    assert await bucket.waiting(RateItem("k", T0 + 600)) == 500
-    assert await bucket.leak(T0 + 1100) == 1
-    assert await bucket.put(RateItem("k", T0 + 1100))
+    assert await bucket.waiting(RateItem("k", T0 + 600)) == 501
+    assert await bucket.leak(T0 + 1100) == 0
+    assert await bucket.leak(T0 + 1101) == 1
+    assert await bucket.put(RateItem("k", T0 + 1101))
 
 
 async def test_an_item_stamped_before_a_trim_is_recorded_after_what_was_trimmed(conn: Any) -> None:
     # Its window reaches back over a trimmed entry whose weight no longer counts anywhere:
-    # deciding at its own stamp would put 4 units in the window ending at T0 + 999.
+    # deciding at its own stamp would put 5 units in the window ending at T0 + 1000.
     bucket = AsyncSQLiteBucket([Rate(3, 1000)], conn, "stale")
     assert await bucket.put(RateItem("a", T0, weight=2))
-    assert await bucket.put(RateItem("c", T0 + 1000))
+    assert await bucket.put(RateItem("c", T0 + 1001))
     assert await bucket.count() == 1
-    assert await bucket.reserve(RateItem("stale", T0 + 999, weight=2), None) == (0, None)
+    assert await bucket.reserve(RateItem("stale", T0 + 1000, weight=2), None) == (0, None)
     newest = await bucket.peek(0)
     assert newest is not None
-    assert (newest.name, newest.timestamp) == ("stale", T0 + 1000)
-    assert await bucket.waiting(RateItem("k", T0 + 998)) == 1002
+    assert (newest.name, newest.timestamp) == ("stale", T0 + 1001)
+    assert await bucket.waiting(RateItem("k", T0 + 998)) == 1004
 
 
 async def test_releasing_an_earlier_reservation_keeps_later_ones(conn: Any) -> None:
     rate = Rate(2, 1000)
     bucket = AsyncSQLiteBucket([rate], conn, "queue")
     assert await bucket.reserve(RateItem("now", T0, weight=2), None) == (0, None)
-    assert await bucket.reserve(RateItem("first", T0 + 1, weight=2), 5000) == (999, None)
-    assert await bucket.reserve(RateItem("second", T0 + 2), 5000) == (1998, None)
-    await bucket.release(RateItem("first", T0 + 1000, weight=2))
+    assert await bucket.reserve(RateItem("first", T0 + 1, weight=2), 5000) == (1000, None)
+    assert await bucket.reserve(RateItem("second", T0 + 2), 5000) == (2000, None)
+    await bucket.release(RateItem("first", T0 + 1001, weight=2))
     assert await bucket.count() == 3
     newest = await bucket.peek(0)
     assert newest is not None
-    assert (newest.name, newest.timestamp) == ("second", T0 + 2000)
-    assert await bucket.reserve(RateItem("third", T0 + 3), 5000) == (997, None)
-    assert await bucket.reserve(RateItem("late", T0 + 4), None) == (1996, rate)
+    assert (newest.name, newest.timestamp) == ("second", T0 + 2002)
+    assert await bucket.reserve(RateItem("third", T0 + 3), 5000) == (998, None)
+    assert await bucket.reserve(RateItem("late", T0 + 4), None) == (1998, rate)
 
 
 async def test_a_locked_database_is_waited_for_not_reported_full(conn: Any, database: str) -> None:

@@ -43,7 +43,7 @@ class ListBucket(AbstractBucket):
 
     def put(self, item: RateItem) -> bool:
         for rate in self.rates:
-            used = sum(1 for old in self.items if old.timestamp > item.timestamp - rate.interval)
+            used = sum(1 for old in self.items if old.timestamp >= item.timestamp - rate.interval)
             if used + item.weight > rate.limit:
                 self.failing_rate = rate
                 return False
@@ -55,8 +55,8 @@ class ListBucket(AbstractBucket):
     def leak(self, current_timestamp: int | None = None) -> int:
         if current_timestamp is None:
             return 0
-        horizon = current_timestamp - self.rates[-1].interval
-        kept = [item for item in self.items if item.timestamp > horizon]
+        horizon = current_timestamp - self.rates[-1].interval  # an item at the horizon still counts
+        kept = [item for item in self.items if item.timestamp >= horizon]
         removed, self.items = len(self.items) - len(kept), kept
         return removed
 

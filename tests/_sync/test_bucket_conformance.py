@@ -40,20 +40,23 @@ def test_every_rate_is_checked(create_bucket: CreateBucket) -> None:
     assert bucket.put(RateItem("k", T0))
     assert not bucket.put(RateItem("k", T0 + 50))
     assert bucket.failing_rate == fast
-    assert bucket.put(RateItem("k", T0 + 100))
+    assert not bucket.put(RateItem("k", T0 + 100))  # the items at T0 count through T0 + 100
+    assert bucket.put(RateItem("k", T0 + 101))
     assert not bucket.put(RateItem("k", T0 + 200))
     assert bucket.failing_rate == slow
-    assert bucket.put(RateItem("k", T0 + 1000))
+    assert not bucket.put(RateItem("k", T0 + 1000))
+    assert bucket.put(RateItem("k", T0 + 1001))
 
 
-def test_window_slides_exactly_at_the_interval(create_bucket: CreateBucket) -> None:
+def test_an_item_frees_its_room_one_ms_after_its_interval(create_bucket: CreateBucket) -> None:
+    # Stamped T0, it happened somewhere in [T0, T0 + 1): it counts through T0 + 1000 inclusive.
     bucket = create_bucket([Rate(2, 1000)])
     assert bucket.put(RateItem("k", T0))
     assert bucket.put(RateItem("k", T0 + 10))
-    assert not bucket.put(RateItem("k", T0 + 999))
-    assert bucket.put(RateItem("k", T0 + 1000))
-    assert not bucket.put(RateItem("k", T0 + 1009))
-    assert bucket.put(RateItem("k", T0 + 1010))
+    assert not bucket.put(RateItem("k", T0 + 1000))
+    assert bucket.put(RateItem("k", T0 + 1001))
+    assert not bucket.put(RateItem("k", T0 + 1010))
+    assert bucket.put(RateItem("k", T0 + 1011))
 
 
 def test_refused_put_records_nothing(create_bucket: CreateBucket) -> None:
@@ -84,8 +87,8 @@ def test_leak_drops_only_items_outside_the_longest_window(create_bucket: CreateB
     bucket = create_bucket([Rate(5, 100), Rate(10, 1000)])
     assert bucket.put(RateItem("k", T0, weight=2))
     assert bucket.put(RateItem("k", T0 + 500))
-    assert bucket.leak(T0 + 999) == 0
-    assert bucket.leak(T0 + 1000) == 2
+    assert bucket.leak(T0 + 1000) == 0  # still counts at T0 + 1000
+    assert bucket.leak(T0 + 1001) == 2
     assert bucket.count() == 1
     assert bucket.leak(T0 + 5000) == 1
     assert bucket.count() == 0
@@ -105,8 +108,10 @@ def test_waiting_is_the_time_until_the_item_fits(create_bucket: CreateBucket) ->
     assert bucket.waiting(RateItem("k", T0, weight=2)) == 0
     assert bucket.put(RateItem("k", T0, weight=2))
     assert bucket.put(RateItem("k", T0 + 300))
-    assert bucket.waiting(RateItem("k", T0 + 400)) == 600
-    assert bucket.waiting(RateItem("k", T0 + 400, weight=3)) == 900
+    assert bucket.waiting(RateItem("k", T0 + 400)) == 601
+    assert bucket.waiting(RateItem("k", T0 + 400, weight=3)) == 901
+    assert bucket.waiting(RateItem("k", T0 + 1000)) == 1
+    assert bucket.waiting(RateItem("k", T0 + 1001)) == 0
     assert bucket.waiting(RateItem("k", T0 + 400, weight=4)) == -1
 
 
@@ -115,13 +120,13 @@ def test_reserve_records_at_the_earliest_time_within_max_delay(create_bucket: Cr
     bucket = create_bucket([rate])
     assert bucket.reserve(RateItem("k", T0), None) == (0, None)
     assert bucket.reserve(RateItem("k", T0 + 100), None) == (0, None)
-    assert bucket.reserve(RateItem("k", T0 + 200), 500) == (800, rate)
+    assert bucket.reserve(RateItem("k", T0 + 200), 800) == (801, rate)
     assert bucket.count() == 2
-    assert bucket.reserve(RateItem("k", T0 + 200), 800) == (800, None)
+    assert bucket.reserve(RateItem("k", T0 + 200), 801) == (801, None)
     assert bucket.count() == 3
     newest = bucket.peek(0)
     assert newest is not None
-    assert newest.timestamp == T0 + 1000
+    assert newest.timestamp == T0 + 1001
 
 
 def test_item_heavier_than_a_limit_never_fits_and_takes_nothing(create_bucket: CreateBucket) -> None:
@@ -159,19 +164,19 @@ def test_concurrent_puts_never_exceed_the_limit(create_bucket: CreateBucket) -> 
 def test_reservations_queue_first_in_first_out(create_atomic_bucket: CreateBucket) -> None:
     bucket = create_atomic_bucket([Rate(2, 1000)])
     assert bucket.reserve(RateItem("k", T0, weight=2), None) == (0, None)
-    assert bucket.reserve(RateItem("first", T0 + 10, weight=2), 5000) == (990, None)
+    assert bucket.reserve(RateItem("first", T0 + 10, weight=2), 5000) == (991, None)
     # A light newcomer may not jump the queue into the window the first waiter owns.
-    assert bucket.reserve(RateItem("second", T0 + 20), 5000) == (1980, None)
-    assert bucket.reserve(RateItem("now", T0 + 30), None) == (1970, Rate(2, 1000))
+    assert bucket.reserve(RateItem("second", T0 + 20), 5000) == (1982, None)
+    assert bucket.reserve(RateItem("now", T0 + 30), None) == (1972, Rate(2, 1000))
 
 
 def test_released_reservation_frees_its_place(create_atomic_bucket: CreateBucket) -> None:
     bucket = create_atomic_bucket([Rate(2, 1000)])
     assert bucket.reserve(RateItem("k", T0, weight=2), None) == (0, None)
-    assert bucket.reserve(RateItem("gone", T0 + 10, weight=2), 5000) == (990, None)
-    bucket.release(RateItem("gone", T0 + 1000, weight=2))
+    assert bucket.reserve(RateItem("gone", T0 + 10, weight=2), 5000) == (991, None)
+    bucket.release(RateItem("gone", T0 + 1001, weight=2))
     assert bucket.count() == 2
-    assert bucket.reserve(RateItem("next", T0 + 20), 5000) == (980, None)
+    assert bucket.reserve(RateItem("next", T0 + 20), 5000) == (981, None)
 
 
 def test_cost_of_a_put_does_not_grow_with_weight(create_atomic_bucket: CreateBucket) -> None:

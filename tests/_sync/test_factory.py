@@ -84,6 +84,6 @@ def test_put_trims_without_any_background_leak() -> None:
     limiter = Limiter(bucket, clock=clock)
     for _ in range(50):
         assert limiter.try_acquire("k", weight=2)
-        clock.advance(1000)
+        clock.advance(1001)
     assert bucket.count() == 2
     limiter.close()

@@ -103,10 +103,10 @@ def test_a_late_item_cannot_reach_behind_what_was_trimmed(client: Any) -> None:
     assert bucket.put(RateItem("a", T0))
     assert bucket.put(RateItem("b", T0 + 500))
     assert not bucket.put(RateItem("x", T0 + 1001, 2))  # refused, but trims "a" away
-    late = RateItem("c", T0 + 999)  # stamped before "x" was decided, decided after it
+    late = RateItem("c", T0 + 1000)  # stamped before "x" was decided, decided after it
     assert bucket.put(late)
-    # At T0 + 999 it would make three in (T0 - 1, T0 + 999]: it is booked when "a" has left.
-    assert late.timestamp == T0 + 1000
+    # At T0 + 1000 it would make three in [T0, T0 + 1000]: it is booked when "a" has left.
+    assert late.timestamp == T0 + 1001
     assert_windows_hold([(T0, 1), (T0 + 500, 1), (late.timestamp, 1)], [rate])
     assert not bucket.put(RateItem("d", T0 + 1001))
 
@@ -217,12 +217,12 @@ def test_every_key_expires_after_the_longest_interval_and_reservations(client: A
     bucket = RedisBucket([Rate(1, 2000), Rate(2, 4000)], client, key)
     assert bucket.put(RateItem("k", T0))
     keys = [f"{{{key}}}:log", f"{{{key}}}:state"]
-    # The longest interval and a second of slack are needed; renewed one interval ahead.
+    # The longest span (interval + 1) and a second of slack are needed; renewed one span ahead.
     for name in keys:
-        assert 5000 - 100 < run_blocking(admin.pttl, name) <= 5000 + 4000
-    assert bucket.reserve(RateItem("k", T0 + 10), 3000) == (1990, None)
+        assert 5001 - 100 < run_blocking(admin.pttl, name) <= 5001 + 4001
+    assert bucket.reserve(RateItem("k", T0 + 10), 3000) == (1991, None)
     for name in keys:
-        assert 5000 + 1990 - 100 < run_blocking(admin.pttl, name) <= 5000 + 1990 + 4000
+        assert 5001 + 1991 - 100 < run_blocking(admin.pttl, name) <= 5001 + 1991 + 4001
     assert len({key_slot(name.encode()) for name in keys}) == 1  # one hash tag: one cluster node
 
 

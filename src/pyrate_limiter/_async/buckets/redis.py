@@ -14,6 +14,7 @@ from ..._batching import AsyncBatcher
 from ..._concurrency import aresolve, arun_blocking
 from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
+from ..._window import span
 from .base import AsyncReservingBucket
 
 if TYPE_CHECKING:
@@ -36,9 +37,9 @@ if TYPE_CHECKING:
 # ARGV: one request each, packed: doubles time, weight (or peek's index) and max_delay (time NaN:
 # the server's clock; max_delay -1: none), the name's length (4 bytes) and bytes. The first one
 # comes between the op's letter and the rule: the number of rates (2 bytes), then doubles: longest
-# interval, smallest limit, and limit and interval of each rate. Only reserve (R) takes several
-# requests: it decides them in order, each as if alone, and answers "delay rate-index time" for
-# each, in one string.
+# span, smallest limit, and limit and span of each rate (a span is the interval + 1: see _window).
+# Only reserve (R) takes several requests: it decides them in order, each as if alone, and answers
+# "delay rate-index time" for each, in one string.
 # Every argument, reply element and number parsed from text costs, on every call: the usual
 # acquire sends one argument, runs GET, ZADD (or ZINCRBY) and SET, gets an integer back, and
 # renews the keys' expiry about once per longest interval.
@@ -126,10 +127,10 @@ end
 
 -- The rest of the rule, made only when a call needs it: each closure costs Redis time per call.
 local function make_rule()
-  local limits, intervals = {}, {}
+  local limits, spans = {}, {}
   local at = rates_at
   for i = 1, count do
-    limits[i], intervals[i], at = struct.unpack('<dd', ARGV[1], at)
+    limits[i], spans[i], at = struct.unpack('<dd', ARGV[1], at)
   end
   local function int(x) return string.format('%d', x) end
   local function stamp(member) return (struct.unpack('>i6', member)) end
@@ -179,7 +180,7 @@ local function make_rule()
       if need > base then
         if w > limits[i] then return -1, i end
         local e = redis.call('ZRANGEBYSCORE', log_key, int(need), '+inf', 'LIMIT', 0, 1)[1]
-        local fits = stamp(e) + intervals[i]
+        local fits = stamp(e) + spans[i]
         if fits > at then at, blocking = fits, i end
       end
     end
@@ -355,8 +356,10 @@ class AsyncRedisBucket(AsyncReservingBucket):
         self.server_time = server_time
         tag = "{" + bucket_key + "}"
         self._keys = (f"{tag}:log".encode(), f"{tag}:state".encode())
-        longest, room = max(rate.interval for rate in self.rates), min(rate.limit for rate in self.rates)
-        numbers = [longest, room, *(n for rate in self.rates for n in (rate.limit, rate.interval))]
+        # The script computes in spans (an interval's ms plus the stamp itself, see _window), never intervals.
+        pairs = [(rate.limit, span(rate.interval)) for rate in self.rates]
+        longest, room = max(stamps for _, stamps in pairs), min(limit for limit, _ in pairs)
+        numbers = [longest, room, *(n for pair in pairs for n in pair)]
         self._rule = struct.pack(f"<H{len(numbers)}d", len(self.rates), *numbers)  # every call ends with it
         # Decided once: an async client is awaited, a sync one runs in a worker thread.
         self._native = is_async_client(redis)

@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from ..._rate import RateItem
-from ..._window import NEVER
+from ..._window import NEVER, span
 
 if TYPE_CHECKING:
     from ..._rate import Rate
@@ -55,7 +55,7 @@ class AbstractBucket(ABC):
                 return NEVER
             bound = self.peek(rate.limit - item.weight)
             if bound is not None:
-                wait = max(wait, bound.timestamp + rate.interval - item.timestamp)
+                wait = max(wait, bound.timestamp + span(rate.interval) - item.timestamp)
         return wait
 
     def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..._concurrency import run_blocking
 from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
+from ..._window import span
 from ..clocks import AbstractClock
 from .base import ReservingBucket
 
@@ -38,9 +39,9 @@ class PostgresBucket(ReservingBucket):
     schema) holds one row per admitted item (``bucket, name, ts, weight, cum``: epoch ms and a
     running total of weight) and a marker row per bucket (no name, no ``ts``: what trimming left,
     and where the oldest item is); it is created, with its functions and indexes, on first use.
-    Decisions and ``leak`` trim rows at or before ``t - longest interval``; an item stamped before
-    the newest trimmed stamp plus the longest interval (clock skew between machines) is decided
-    as arriving then, as in every backend.
+    Decisions and ``leak`` trim the rows that can no longer count, stamped at or before
+    ``t - longest interval - 1``; an item stamped before the newest trimmed stamp plus the longest
+    interval plus 1 (clock skew between machines) is decided as arriving then, as in every backend.
 
     :param pool: a ``psycopg_pool.ConnectionPool``; the async bucket also takes an async pool,
         awaited natively (on an event loop that pool cannot run on, give it the sync pool: its
@@ -71,8 +72,10 @@ class PostgresBucket(ReservingBucket):
         from psycopg import sql  # after _Pool: it explains a missing driver
 
         self._limits = [rate.limit for rate in self.rates]
-        self._intervals = [rate.interval for rate in self.rates]
-        self._longest = self._intervals[-1]
+        # Spans, not intervals (an item counts at its stamp and the interval's ms after it: see
+        # _window); the function's p_intervals receives them, so its arithmetic is the closed window.
+        self._spans = [span(rate.interval) for rate in self.rates]
+        self._longest = self._spans[-1]
         ident = {
             "table": sql.Identifier(table),
             "function": sql.Identifier(_derived_name(table, "decide")),
@@ -99,7 +102,7 @@ class PostgresBucket(ReservingBucket):
             (function(_DECIDE_HEAD, _DECIDE_BODY), None),
         ]
         # The bucket's constants are part of the statement: fewer parameters to send each call.
-        self._decide_sql = render(_DECIDE_CALL, lock=self.lock_key, limits=self._limits, intervals=self._intervals)
+        self._decide_sql = render(_DECIDE_CALL, lock=self.lock_key, limits=self._limits, intervals=self._spans)
         self._lock_sql = _LOCK
         self._count_sql = render(_COUNT)
         self._peek_sql = render(_PEEK)
@@ -366,7 +369,7 @@ END
 _DECIDE_HEAD = """
 CREATE OR REPLACE FUNCTION {function}(
     p_lock bigint, p_bucket text, p_name text, p_t bigint, p_weight bigint, p_max_delay bigint,
-    p_limits bigint[], p_intervals bigint[], p_record boolean)
+    p_limits bigint[], p_intervals bigint[], p_record boolean)  -- p_intervals: spans, interval + 1 each
 RETURNS bigint[] LANGUAGE plpgsql AS {body}
 """
 

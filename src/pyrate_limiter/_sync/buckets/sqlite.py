@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..._concurrency import Lock, run_blocking, shielded, sleep
 from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
-from ..._window import NEVER
+from ..._window import NEVER, span
 from ..clocks import AbstractClock
 from .base import ReservingBucket
 
@@ -80,8 +80,9 @@ class SQLiteBucket(ReservingBucket):
         self._owns_conn = False
         self._ready = False
         self._synchronous = synchronous
-        self._longest = self.rates[-1].interval
-        self._rates = [(rate.limit, rate.interval) for rate in self.rates]
+        # Spans, not intervals: an item counts at its stamp and the interval's ms after it (see _window).
+        self._longest = span(self.rates[-1].interval)
+        self._rates = [(rate.limit, span(rate.interval)) for rate in self.rates]
         self._sql = _Statements(table, self._rates)
 
     @classmethod
@@ -203,13 +204,13 @@ class SQLiteBucket(ReservingBucket):
         # Rows still due for trimming change nothing: they end every window before ``t``.
         start = t if trimmed is None else max(t, trimmed + self._longest)
         at, blocking = start, None
-        for i, (limit, interval) in enumerate(self._rates):
+        for i, (limit, stamps) in enumerate(self._rates):
             if total + weight - limit <= base:
                 continue
             if weight > limit:
                 at, blocking = NEVER, i
                 break
-            fits = firsts[i] + interval
+            fits = firsts[i] + stamps
             if fits > at:
                 at, blocking = fits, i
         if not record:
