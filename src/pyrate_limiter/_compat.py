@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any, overload
 import anyio
 import anyio.to_thread
 
-from ._async import AsyncAbstractBucket, AsyncBucketFactory, AsyncLimiter
+from ._async import AsyncAbstractBucket, AsyncAbstractClock, AsyncBucketFactory, AsyncLimiter
 from ._async.buckets.redis import AsyncRedisBucket, is_async_client
 from ._errors import BucketFullException, LimiterDelayException
 from ._rate import Rate, RateItem
-from ._sync import AbstractBucket, BucketFactory
+from ._sync import AbstractBucket, AbstractClock, BucketFactory
 from ._sync import Limiter as _SyncLimiter
 from ._sync.buckets.redis import RedisBucket as _SyncRedisBucket
 from ._v3 import BucketAsyncWrapper
@@ -31,7 +31,17 @@ if TYPE_CHECKING:
     from ._typing import AsyncRedisClient, RedisClient
 
 
-class Limiter(_SyncLimiter):
+class _EitherLimiter(type):
+    """``isinstance(x, Limiter)`` holds for the ``AsyncLimiter`` that ``Limiter(...)`` may return."""
+
+    def __instancecheck__(cls, instance: object) -> bool:
+        return super().__instancecheck__(instance) or (cls is Limiter and isinstance(instance, AsyncLimiter))
+
+    def __subclasscheck__(cls, subclass: type) -> bool:
+        return super().__subclasscheck__(subclass) or (cls is Limiter and issubclass(subclass, AsyncLimiter))
+
+
+class Limiter(_SyncLimiter, metaclass=_EitherLimiter):
     """The sync limiter; given an async bucket or factory, an ``AsyncLimiter`` instead."""
 
     # Construction may yield the async twin, as v3's single Limiter did.
@@ -144,3 +154,12 @@ class RedisBucket(_SyncRedisBucket):
         if is_async_client(redis):
             return AsyncRedisBucket.init(rates, redis, bucket_key, server_time=server_time)
         return super().init(rates, redis, bucket_key, server_time=server_time)
+
+
+# v3 had one class per concept for both worlds, and its users check for it: every bucket is an
+# AbstractBucket, every factory a BucketFactory, every clock an AbstractClock, and what
+# ``await RedisBucket.init(...)`` returns a RedisBucket, whichever variant they are.
+AbstractBucket.register(AsyncAbstractBucket)  # type: ignore[type-abstract]  # ABCs register ABCs
+BucketFactory.register(AsyncBucketFactory)  # type: ignore[type-abstract]
+AbstractClock.register(AsyncAbstractClock)  # type: ignore[type-abstract]
+RedisBucket.register(AsyncRedisBucket)

@@ -51,7 +51,7 @@ class Rate:
         return f"limit={self.limit}/{Duration.readable(self.interval)}"
 
     def __repr__(self) -> str:
-        return f"Rate({self.limit}, {self.interval})"
+        return f"limit={self.limit}/{self.interval}"  # v3's repr: the interval in ms
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Rate):

@@ -24,6 +24,7 @@ import anyio
 import anyio.to_thread
 
 from ._async.buckets.base import AsyncAbstractBucket
+from ._async.buckets.redis import SCRIPT as REDIS_SCRIPT
 from ._async.clocks import AsyncTimeClock
 from ._sync.buckets.in_memory import InMemoryBucket
 
@@ -207,6 +208,12 @@ class Leaker(threading.Thread):
                     await bucket.leak(int(await now if inspect.isawaitable(now) else now))
             await asyncio.sleep(self.leak_interval / 1000)
         self.aio_leak_task = None
+
+
+class LuaScript:
+    """v3's holder of the Redis bucket's Lua text. Ours is one script for every operation."""
+
+    PUT_ITEM = REDIS_SCRIPT
 
 
 class SQLiteQueries:

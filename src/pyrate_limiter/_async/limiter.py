@@ -86,7 +86,8 @@ class AsyncLimiter:
         try:
             delay, rate = await bucket.reserve(item, max_delay)
         except TypeError as error:
-            if isinstance(bucket, AsyncAbstractBucket):
+            # The MRO, not isinstance: for v3 code the compat layer makes async buckets AbstractBuckets too.
+            if AsyncAbstractBucket in type(bucket).__mro__:
                 raise
             raise TypeError(f"{bucket!r} is a bucket of the other variant than {self!r}") from error
         if rate is None:

@@ -87,7 +87,8 @@ class Limiter:
         try:
             delay, rate = bucket.reserve(item, max_delay)
         except TypeError as error:
-            if isinstance(bucket, AbstractBucket):
+            # The MRO, not isinstance: for v3 code the compat layer makes async buckets AbstractBuckets too.
+            if AbstractBucket in type(bucket).__mro__:
                 raise
             raise TypeError(f"{bucket!r} is a bucket of the other variant than {self!r}") from error
         if rate is None:
