@@ -7,7 +7,11 @@ it is given is async, in which case construction returns an ``AsyncLimiter``.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import inspect
+import threading
+import weakref
 from typing import TYPE_CHECKING, Any, overload
 
 import anyio
@@ -15,16 +19,20 @@ import anyio.to_thread
 
 from ._async import AsyncAbstractBucket, AsyncAbstractClock, AsyncBucketFactory, AsyncLimiter
 from ._async.buckets.redis import AsyncRedisBucket, is_async_client
+from ._async.clocks import ns_reader
+from ._concurrency import acquire_args
 from ._errors import BucketFullException, LimiterDelayException
 from ._rate import Rate, RateItem
 from ._sync import AbstractBucket, AbstractClock, BucketFactory
 from ._sync import Limiter as _SyncLimiter
 from ._sync.buckets.redis import RedisBucket as _SyncRedisBucket
+from ._sync.factory import SingleBucketFactory
+from ._sync.limiter import _LIMITER_DEFAULT
 from ._v3 import BucketAsyncWrapper
 from ._window import NEVER
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import Awaitable, Callable
 
     from typing_extensions import Self
 
@@ -54,6 +62,8 @@ class Limiter(_SyncLimiter, metaclass=_EitherLimiter):
         cls, argument: Rate | list[Rate] | AbstractBucket | BucketFactory, *args: Any, **kwargs: Any
     ) -> Self: ...
     def __new__(cls, argument: Any = None, *args: Any, **kwargs: Any) -> Any:
+        if has_async_methods(argument):
+            return AsyncLimiter(as_async_bucket(argument), *args, **kwargs)
         if is_async(argument):
             return AsyncLimiter(argument, *args, **kwargs)
         clock = args[0] if args else kwargs.get("clock")
@@ -62,6 +72,9 @@ class Limiter(_SyncLimiter, metaclass=_EitherLimiter):
             if isinstance(argument, AbstractBucket):
                 argument = BucketAsyncWrapper(argument)
             return AsyncLimiter(argument, *args, **kwargs)
+        if cls is Limiter and (_user_factory(argument) or _user_clock(argument, clock)):
+            # User code decides at each call whether it is async: follow it there.
+            return super().__new__(_FollowingLimiter)
         return super().__new__(cls)
 
     async def try_acquire_async(self, name: str, weight: int = 1) -> bool:  # type: ignore[override]
@@ -124,9 +137,225 @@ def is_async(argument: Any) -> bool:
             or inspect.iscoroutinefunction(kind.wrap_item)
             or any(isinstance(bucket, AsyncAbstractBucket) for bucket in argument.get_buckets())
         )
-    if isinstance(argument, AbstractBucket) and inspect.iscoroutinefunction(type(argument).put):
-        raise TypeError(f"{type(argument).__name__} has async methods: subclass AsyncAbstractBucket instead")
     return False
+
+
+def has_async_methods(bucket: Any) -> bool:
+    """Whether ``bucket`` is a v3-style ``AbstractBucket`` written with ``async def`` methods."""
+    return (
+        isinstance(bucket, AbstractBucket)
+        and AsyncAbstractBucket not in type(bucket).__mro__
+        and inspect.iscoroutinefunction(type(bucket).put)
+    )
+
+
+def as_async_bucket(bucket: Any) -> AsyncAbstractBucket:
+    """``bucket`` as the async API takes it: itself, or one adapter per sync bucket (kept, so a
+    reservation made through it is given back through it)."""
+    if AsyncAbstractBucket in type(bucket).__mro__:
+        return bucket  # type: ignore[no-any-return]
+    adapter = _ADAPTERS.get(bucket)
+    if adapter is None:
+        adapter = _ADAPTERS[bucket] = _AsyncMethods(bucket) if has_async_methods(bucket) else BucketAsyncWrapper(bucket)
+    return adapter
+
+
+class _AsyncMethods(AsyncAbstractBucket):
+    """A v3-style bucket with ``async def`` methods, seen through the async interface.
+
+    Its own methods are awaited; ``waiting``, ``reserve`` and ``release`` fall back to the async
+    base's, built on ``put`` and ``peek``, unless the bucket defines them itself.
+    """
+
+    def __init__(self, bucket: AbstractBucket) -> None:
+        self.bucket = bucket
+
+    @property
+    def rates(self) -> list[Rate]:  # type: ignore[override]
+        return self.bucket.rates
+
+    @property
+    def failing_rate(self) -> Rate | None:  # type: ignore[override]
+        return self.bucket.failing_rate
+
+    async def put(self, item: RateItem) -> bool:
+        return bool(await _awaited(self.bucket.put(item)))
+
+    async def leak(self, current_timestamp: int | None = None) -> int:
+        return int(await _awaited(self.bucket.leak(current_timestamp)))
+
+    async def flush(self) -> None:
+        await _awaited(self.bucket.flush())
+
+    async def count(self) -> int:
+        return int(await _awaited(self.bucket.count()))
+
+    async def peek(self, index: int) -> RateItem | None:
+        found: RateItem | None = await _awaited(self.bucket.peek(index))
+        return found
+
+    async def waiting(self, item: RateItem) -> int:
+        if _own(self.bucket, "waiting"):
+            return int(await _awaited(self.bucket.waiting(item)))
+        return await super().waiting(item)
+
+    async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+        if _own(self.bucket, "reserve"):
+            result: tuple[int, Rate | None] = await _awaited(self.bucket.reserve(item, max_delay))
+            return result
+        return await super().reserve(item, max_delay)
+
+    async def release(self, item: RateItem) -> None:
+        if _own(self.bucket, "release"):
+            await _awaited(self.bucket.release(item))  # type: ignore[func-returns-value]  # async in fact
+
+
+class _FollowingLimiter(Limiter):
+    """A ``Limiter`` over a user's factory or clock: sync while every call is, async from where one is not.
+
+    As in v3, a ``wrap_item``, ``get``, clock or bucket that hands back an awaitable makes that
+    ``try_acquire`` return an awaitable; the rest is decided by the async twin, unchanged.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._route = self._route_or_defer
+        self._routing = threading.Lock()  # two threads never make one name's bucket twice
+        self._twin: AsyncLimiter | None = None
+
+    def try_acquire(self, name: str, weight: int = 1, max_delay: Any = _LIMITER_DEFAULT) -> Any:
+        try:
+            return super().try_acquire(name, weight, max_delay)
+        except _Deferred as deferred:
+            return self._acquire_async(deferred, max_delay)
+
+    def as_decorator(self) -> Callable[[Callable[..., Any]], Callable[[Callable[..., Any]], Callable[..., Any]]]:
+        def with_mapping(mapping: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+            def wrap(func: Callable[..., Any]) -> Callable[..., Any]:
+                return _decorate_following(self.try_acquire, mapping, func)
+
+            return wrap
+
+        return with_mapping
+
+    def _route_or_defer(self, name: str, weight: int) -> tuple[RateItem, AbstractBucket]:
+        factory = self.bucket_factory
+        if isinstance(factory, SingleBucketFactory):  # a bucket and a user's clock
+            bucket, now = factory.bucket, factory.clock.now()
+            if inspect.isawaitable(now):
+                raise _Deferred(_stamped(name, weight, now), bucket)
+            item = RateItem(name, int(now), weight)
+        else:
+            with self._routing:
+                item = factory.wrap_item(name, weight)
+                if type(item) is not RateItem and inspect.isawaitable(item):
+                    raise _Deferred(item, None)
+                bucket = factory.get(item)
+        kind = type(bucket)
+        if kind not in _SYNC_BUCKETS:
+            if inspect.isawaitable(bucket) or has_async_methods(bucket) or AsyncAbstractBucket in kind.__mro__:
+                raise _Deferred(item, bucket)
+            _SYNC_BUCKETS.add(kind)
+        return item, bucket
+
+    async def _acquire_async(self, deferred: _Deferred, max_delay: Any) -> bool:
+        item = await _awaited(deferred.item)
+        bucket = deferred.bucket
+        if bucket is None:
+            bucket = self.bucket_factory.get(item)
+        bucket = as_async_bucket(await _awaited(bucket))
+        twin = self._twin
+        if twin is None:
+            twin = self._twin = AsyncLimiter([Rate(1, 1)])
+            twin._route = _routed
+        # The options as they are now: v3 code sets them on the limiter after making it.
+        twin.raise_when_fail, twin.max_delay = self.raise_when_fail, self.max_delay
+        token = _ROUTED.set((item, bucket))
+        try:
+            if max_delay is _LIMITER_DEFAULT:  # the sync twin's "use the limiter's", not the async one's
+                return await twin.try_acquire(item.name, item.weight)
+            return await twin.try_acquire(item.name, item.weight, max_delay)
+        finally:
+            _ROUTED.reset(token)
+
+
+class _Deferred(Exception):
+    """Routing met an awaitable: the rest of this acquire is async."""
+
+    def __init__(self, item: Any, bucket: Any) -> None:
+        self.item, self.bucket = item, bucket
+
+
+_ROUTED: contextvars.ContextVar[tuple[RateItem, AsyncAbstractBucket]] = contextvars.ContextVar("pyrate_limiter_routed")
+_ADAPTERS: weakref.WeakKeyDictionary[Any, AsyncAbstractBucket] = weakref.WeakKeyDictionary()
+
+
+# Bucket types seen to be plainly sync: routing then checks them with one set lookup.
+_SYNC_BUCKETS: set[type] = set()
+
+
+async def _stamped(name: str, weight: int, now: Awaitable[int]) -> RateItem:
+    return RateItem(name, int(await now), weight)
+
+
+async def _routed(name: str, weight: int) -> tuple[RateItem, AsyncAbstractBucket]:
+    """The async twin's routing for a deferred acquire: what the sync routing already found."""
+    return _ROUTED.get()
+
+
+def _decorate_following(
+    acquire: Callable[..., Any], mapping: Callable[..., Any], func: Callable[..., Any]
+) -> Callable[..., Any]:
+    """``decorate`` for a limiter whose acquire may turn async: await it where it does."""
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            name, weight = acquire_args(mapping(*args, **kwargs))
+            # A worker thread: a sync bucket may block; an async one hands back its awaitable here.
+            (admitted,) = await anyio.to_thread.run_sync(_boxed, acquire, name, weight)
+            if not await _awaited(admitted):
+                return None
+            return await func(*args, **kwargs)
+
+        return async_wrapper
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        admitted = acquire(*acquire_args(mapping(*args, **kwargs)))
+        if inspect.isawaitable(admitted):
+            return _then(admitted, func, args, kwargs)
+        return func(*args, **kwargs) if admitted else None
+
+    return wrapper
+
+
+def _boxed(acquire: Callable[..., Any], name: str, weight: int) -> list[Any]:
+    # Boxed: trio refuses a worker thread's function whose result is a coroutine.
+    return [acquire(name, weight)]
+
+
+async def _then(admitted: Awaitable[bool], func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    return func(*args, **kwargs) if await admitted else None
+
+
+async def _awaited(value: Any) -> Any:
+    while inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+def _own(bucket: Any, method: str) -> bool:
+    """Whether ``bucket``'s class defines ``method`` itself rather than inheriting the sync base's."""
+    return getattr(type(bucket), method) is not getattr(AbstractBucket, method)
+
+
+def _user_factory(argument: Any) -> bool:
+    return isinstance(argument, BucketFactory) and not isinstance(argument, SingleBucketFactory)
+
+
+def _user_clock(argument: Any, clock: Any) -> bool:
+    return clock is not None and ns_reader(clock) is None and not isinstance(argument, BucketFactory)
 
 
 class RedisBucket(_SyncRedisBucket):
