@@ -333,16 +333,16 @@ class RedisBucket(ReservingBucket):
     weight of those. Every key expires once idle for the
     longest interval (plus pending reservations and a second of slack).
 
+    ``reserve`` restamps the item with the time it was decided at: the server's, or, for an item
+    stamped so late that its window reaches behind entries already trimmed, the earliest time
+    the log can still vouch for.
+
     :param redis: a sync or async client, single node or cluster. The async bucket runs a sync
         client's calls in a worker thread, so it works on event loops the async client cannot use.
     :param bucket_key: the shared name; the bucket's keys are ``{bucket_key}:log`` and
         ``:state`` (one hash tag, so they live on one cluster node).
     :param server_time: decide at the Redis server's clock instead of the items' timestamps, read
         inside the same script: for fleets whose clocks disagree. ``leak`` then uses it too.
-
-    ``reserve`` restamps the item with the time it was decided at: the server's, or, for an item
-    stamped so late that its window reaches behind entries already trimmed, the earliest time
-    the log can still vouch for.
     """
 
     def __init__(
