@@ -14,6 +14,8 @@ import pytest
 
 from pyrate_limiter import Duration, Limiter, MonotonicClock, MultiprocessBucket, Rate, RateItem, limiter_factory
 
+from .windows import assert_windows_hold
+
 WORKERS = 4
 RATES = [Rate(5, 100), Rate(12, 400)]
 
@@ -86,21 +88,9 @@ def test_pool_of_4_waiting_never_exceeds_any_window(initializer: str) -> None:
         admitted = sorted(recorded.values())
         assert sum(weight for _, weight in admitted) == sum(weights)
         assert len({pid for pid, _ in reports}) > 1  # the limit was shared, not per process
-        assert_no_window_exceeds(admitted, RATES)
+        assert_windows_hold(admitted, RATES)
     finally:
         bucket.close()
-
-
-def assert_no_window_exceeds(admitted: list[tuple[int, int]], rates: list[Rate]) -> None:
-    """For every rate, no window of ``interval`` ms holds more than ``limit`` units."""
-    for rate in rates:
-        start, units = 0, 0
-        for end in range(len(admitted)):
-            units += admitted[end][1]
-            while admitted[end][0] - admitted[start][0] >= rate.interval:
-                units -= admitted[start][1]
-                start += 1
-            assert units <= rate.limit, f"{units} units within {rate.interval} ms under {rate}"
 
 
 def test_a_pickled_bucket_shares_the_state_and_the_owner_removes_the_file() -> None:

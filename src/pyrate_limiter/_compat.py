@@ -26,7 +26,7 @@ from ._rate import Rate, RateItem
 from ._sync import AbstractBucket, AbstractClock, BucketFactory
 from ._sync import Limiter as _SyncLimiter
 from ._sync.buckets.redis import RedisBucket as _SyncRedisBucket
-from ._sync.factory import SingleBucketFactory
+from ._sync.factory import SingleBucketFactory, as_ms
 from ._sync.limiter import _LIMITER_DEFAULT
 from ._v3 import BucketAsyncWrapper
 from ._window import NEVER
@@ -244,7 +244,7 @@ class _FollowingLimiter(Limiter):
             bucket, now = factory.bucket, factory.clock.now()
             if inspect.isawaitable(now):
                 raise _Deferred(_stamped(name, weight, now), bucket)
-            item = RateItem(name, int(now), weight)
+            item = RateItem(name, as_ms(now, factory.clock), weight)
         else:
             with self._routing:
                 item = factory.wrap_item(name, weight)
@@ -295,7 +295,7 @@ _SYNC_BUCKETS: set[type] = set()
 
 
 async def _stamped(name: str, weight: int, now: Awaitable[int]) -> RateItem:
-    return RateItem(name, int(await now), weight)
+    return RateItem(name, as_ms(await now, now), weight)
 
 
 async def _routed(name: str, weight: int) -> tuple[RateItem, AsyncAbstractBucket]:

@@ -37,6 +37,13 @@ if TYPE_CHECKING:
 NEVER = -1
 """The wait reported for an item heavier than some rate's limit: it can never fit."""
 
+UNSTORABLE = 2**53
+"""A weight above this and above every limit fits no rate, and not every backend's numbers (a
+double, a 64-bit integer) hold it: it is refused as never fitting before it reaches them."""
+
+FOREVER = 2**62
+"""``max_delay=math.inf`` as the backends take it: longer than any wait, and a 64-bit integer."""
+
 
 def span(interval: int) -> int:
     """How many stamps one item counts at under a rate of ``interval`` ms: ``s`` through ``s + interval``.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import weakref
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
@@ -127,7 +128,7 @@ class AsyncSingleBucketFactory(AsyncBucketFactory):
         self.schedule_leak(bucket, clock)
 
     async def wrap_item(self, name: str, weight: int = 1) -> RateItem:
-        return RateItem(name, await aresolve(self.clock.now()), weight)
+        return RateItem(name, as_ms(await aresolve(self.clock.now()), self.clock), weight)
 
     async def get(self, item: RateItem) -> AsyncAbstractBucket:
         return self.bucket
@@ -144,7 +145,7 @@ class AsyncSingleBucketFactory(AsyncBucketFactory):
             return item, self.bucket
         now = self.clock.now()
         if type(now) is not int:  # an async clock, or a sync one returning a float
-            now = int(await aresolve(now))
+            now = as_ms(await aresolve(now), self.clock)
         item.timestamp = now
         return item, self.bucket
 
@@ -157,6 +158,15 @@ class _Leaker:
         self.tasks = AsyncTaskGroup()
         self.closed = AsyncEvent()
         self.started = False
+
+
+def as_ms(now: Any, clock: Any) -> int:
+    """A clock's reading as whole ms, refusing what is no time at all (a str, NaN, a bool)."""
+    if type(now) is int:
+        return now
+    if isinstance(now, int | float) and not isinstance(now, bool) and math.isfinite(now):
+        return int(now)
+    raise TypeError(f"{clock!r}.now() must return milliseconds as an int, got {now!r}")
 
 
 async def route_through(

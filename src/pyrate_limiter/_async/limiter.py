@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import TYPE_CHECKING, Any
 
 from .._concurrency import AsyncRoutingLock, adecorate, aresolve, ashielded, asleep
 from .._errors import BucketFullException, LimiterDelayException
 from .._rate import Rate, RateItem
-from .._window import NEVER
+from .._window import FOREVER, NEVER
 from .buckets.base import AsyncAbstractBucket
 from .buckets.in_memory import AsyncInMemoryBucket
 from .clocks import AsyncTimeClock
@@ -34,8 +35,9 @@ class AsyncLimiter:
     :param clock: where timestamps come from when ``argument`` is not a factory.
     :param raise_when_fail: raise ``BucketFullException`` / ``LimiterDelayException`` on
         refusal; otherwise return ``False``.
-    :param max_delay: how long (ms) an acquire may wait for room; ``None`` never waits. The
-        wait is exact: the item's place is reserved at the moment it fits.
+    :param max_delay: how long (ms) an acquire may wait for room; ``None`` never waits and
+        ``math.inf`` waits as long as it takes. The wait is exact: the item's place is reserved
+        at the moment it fits.
     :param retry_until_max_delay: accepted for v3 code and kept as an attribute; it changes
         nothing: the one exact reservation already succeeds whenever any wait within
         ``max_delay`` would, so there is never a failed re-acquire to retry.
@@ -49,7 +51,7 @@ class AsyncLimiter:
         argument: Rate | list[Rate] | AsyncAbstractBucket | AsyncBucketFactory,
         clock: AsyncAbstractClock | Any = None,
         raise_when_fail: bool = True,
-        max_delay: int | None = None,
+        max_delay: float | None = None,
         retry_until_max_delay: bool = False,
         buffer_ms: int = 50,
     ) -> None:
@@ -57,6 +59,8 @@ class AsyncLimiter:
         self.retry_until_max_delay = retry_until_max_delay
         self.buffer_ms = buffer_ms
         self.raise_when_fail = raise_when_fail
+        if clock is not None and not callable(getattr(clock, "now", None)):
+            raise TypeError(f"clock must have a now() returning ms, got {clock!r}")
         self.bucket_factory = _factory_for(argument, clock if clock is not None else AsyncTimeClock())
         factory = self.bucket_factory
         # A v3 factory of the other variant (v3 let one factory serve both) is routed our way.
@@ -66,7 +70,7 @@ class AsyncLimiter:
             else functools.partial(route_through, factory, AsyncRoutingLock())
         )
 
-    async def try_acquire(self, name: str, weight: int = 1, max_delay: int | None = _LIMITER_DEFAULT) -> bool:
+    async def try_acquire(self, name: str, weight: int = 1, max_delay: float | None = _LIMITER_DEFAULT) -> bool:
         """Admit one item of ``weight`` under ``name``, waiting up to ``max_delay`` ms if allowed.
 
         :param max_delay: overrides the limiter's ``max_delay`` for this call.
@@ -81,7 +85,7 @@ class AsyncLimiter:
         if max_delay is _LIMITER_DEFAULT:
             max_delay = self.max_delay
         elif max_delay is not None:
-            _check_max_delay(max_delay)
+            max_delay = _check_max_delay(max_delay)
         item, bucket = await self._route(name, weight)
         try:
             delay, rate = await bucket.reserve(item, max_delay)
@@ -149,12 +153,17 @@ class AsyncLimiter:
             raise
 
 
-def _check_max_delay(max_delay: int | None) -> int | None:
-    if max_delay is not None and (isinstance(max_delay, bool) or not isinstance(max_delay, int | float)):
+def _check_max_delay(max_delay: float | None) -> int | None:
+    """``max_delay`` as every backend takes it: whole ms, infinity as "as long as it takes"."""
+    if max_delay is None or type(max_delay) is int:
+        if max_delay is not None and max_delay < 0:
+            raise ValueError(f"max_delay must be >= 0 ms, got {max_delay}")
+        return max_delay
+    if isinstance(max_delay, bool) or not isinstance(max_delay, int | float):
         raise TypeError(f"max_delay must be a number of ms or None, got {max_delay!r}")
-    if max_delay is not None and max_delay < 0:
-        raise ValueError(f"max_delay must be >= 0 ms, got {max_delay}")
-    return max_delay
+    if math.isnan(max_delay) or max_delay < 0:
+        raise ValueError(f"max_delay must be >= 0 ms (or infinity: wait as long as it takes), got {max_delay}")
+    return FOREVER if math.isinf(max_delay) else math.floor(max_delay)
 
 
 def _method(factory: Any, *names: str) -> Callable[..., Any]:

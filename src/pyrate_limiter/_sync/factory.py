@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import weakref
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
@@ -128,7 +129,7 @@ class SingleBucketFactory(BucketFactory):
         self.schedule_leak(bucket, clock)
 
     def wrap_item(self, name: str, weight: int = 1) -> RateItem:
-        return RateItem(name, resolve(self.clock.now()), weight)
+        return RateItem(name, as_ms(resolve(self.clock.now()), self.clock), weight)
 
     def get(self, item: RateItem) -> AbstractBucket:
         return self.bucket
@@ -145,7 +146,7 @@ class SingleBucketFactory(BucketFactory):
             return item, self.bucket
         now = self.clock.now()
         if type(now) is not int:  # an async clock, or a sync one returning a float
-            now = int(resolve(now))
+            now = as_ms(resolve(now), self.clock)
         item.timestamp = now
         return item, self.bucket
 
@@ -158,6 +159,15 @@ class _Leaker:
         self.tasks = TaskGroup()
         self.closed = Event()
         self.started = False
+
+
+def as_ms(now: Any, clock: Any) -> int:
+    """A clock's reading as whole ms, refusing what is no time at all (a str, NaN, a bool)."""
+    if type(now) is int:
+        return now
+    if isinstance(now, int | float) and not isinstance(now, bool) and math.isfinite(now):
+        return int(now)
+    raise TypeError(f"{clock!r}.now() must return milliseconds as an int, got {now!r}")
 
 
 def route_through(

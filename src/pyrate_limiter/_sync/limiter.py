@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import TYPE_CHECKING, Any
 
 from .._concurrency import RoutingLock, decorate, resolve, shielded, sleep
 from .._errors import BucketFullException, LimiterDelayException
 from .._rate import Rate, RateItem
-from .._window import NEVER
+from .._window import FOREVER, NEVER
 from .buckets.base import AbstractBucket
 from .buckets.in_memory import InMemoryBucket
 from .clocks import TimeClock
@@ -35,8 +36,9 @@ class Limiter:
     :param clock: where timestamps come from when ``argument`` is not a factory.
     :param raise_when_fail: raise ``BucketFullException`` / ``LimiterDelayException`` on
         refusal; otherwise return ``False``.
-    :param max_delay: how long (ms) an acquire may wait for room; ``None`` never waits. The
-        wait is exact: the item's place is reserved at the moment it fits.
+    :param max_delay: how long (ms) an acquire may wait for room; ``None`` never waits and
+        ``math.inf`` waits as long as it takes. The wait is exact: the item's place is reserved
+        at the moment it fits.
     :param retry_until_max_delay: accepted for v3 code and kept as an attribute; it changes
         nothing: the one exact reservation already succeeds whenever any wait within
         ``max_delay`` would, so there is never a failed re-acquire to retry.
@@ -50,7 +52,7 @@ class Limiter:
         argument: Rate | list[Rate] | AbstractBucket | BucketFactory,
         clock: AbstractClock | Any = None,
         raise_when_fail: bool = True,
-        max_delay: int | None = None,
+        max_delay: float | None = None,
         retry_until_max_delay: bool = False,
         buffer_ms: int = 50,
     ) -> None:
@@ -58,6 +60,8 @@ class Limiter:
         self.retry_until_max_delay = retry_until_max_delay
         self.buffer_ms = buffer_ms
         self.raise_when_fail = raise_when_fail
+        if clock is not None and not callable(getattr(clock, "now", None)):
+            raise TypeError(f"clock must have a now() returning ms, got {clock!r}")
         self.bucket_factory = _factory_for(argument, clock if clock is not None else TimeClock())
         factory = self.bucket_factory
         # A v3 factory of the other variant (v3 let one factory serve both) is routed our way.
@@ -67,7 +71,7 @@ class Limiter:
             else functools.partial(route_through, factory, RoutingLock())
         )
 
-    def try_acquire(self, name: str, weight: int = 1, max_delay: int | None = _LIMITER_DEFAULT) -> bool:
+    def try_acquire(self, name: str, weight: int = 1, max_delay: float | None = _LIMITER_DEFAULT) -> bool:
         """Admit one item of ``weight`` under ``name``, waiting up to ``max_delay`` ms if allowed.
 
         :param max_delay: overrides the limiter's ``max_delay`` for this call.
@@ -82,7 +86,7 @@ class Limiter:
         if max_delay is _LIMITER_DEFAULT:
             max_delay = self.max_delay
         elif max_delay is not None:
-            _check_max_delay(max_delay)
+            max_delay = _check_max_delay(max_delay)
         item, bucket = self._route(name, weight)
         try:
             delay, rate = bucket.reserve(item, max_delay)
@@ -150,12 +154,17 @@ class Limiter:
             raise
 
 
-def _check_max_delay(max_delay: int | None) -> int | None:
-    if max_delay is not None and (isinstance(max_delay, bool) or not isinstance(max_delay, int | float)):
+def _check_max_delay(max_delay: float | None) -> int | None:
+    """``max_delay`` as every backend takes it: whole ms, infinity as "as long as it takes"."""
+    if max_delay is None or type(max_delay) is int:
+        if max_delay is not None and max_delay < 0:
+            raise ValueError(f"max_delay must be >= 0 ms, got {max_delay}")
+        return max_delay
+    if isinstance(max_delay, bool) or not isinstance(max_delay, int | float):
         raise TypeError(f"max_delay must be a number of ms or None, got {max_delay!r}")
-    if max_delay is not None and max_delay < 0:
-        raise ValueError(f"max_delay must be >= 0 ms, got {max_delay}")
-    return max_delay
+    if math.isnan(max_delay) or max_delay < 0:
+        raise ValueError(f"max_delay must be >= 0 ms (or infinity: wait as long as it takes), got {max_delay}")
+    return FOREVER if math.isinf(max_delay) else math.floor(max_delay)
 
 
 def _method(factory: Any, *names: str) -> Callable[..., Any]:

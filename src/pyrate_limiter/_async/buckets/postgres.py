@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from ..._concurrency import arun_blocking
 from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
-from ..._window import span
+from ..._window import NEVER, UNSTORABLE, span
 from ..clocks import AsyncAbstractClock
 from .base import AsyncReservingBucket
 
@@ -75,6 +75,7 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         # _window); the function's p_intervals receives them, so its arithmetic is the closed window.
         self._spans = [span(rate.interval) for rate in self.rates]
         self._longest = self._spans[-1]
+        self._unstorable = max(UNSTORABLE, self._limits[-1])
         ident = {
             "table": sql.Identifier(table),
             "function": sql.Identifier(_derived_name(table, "decide")),
@@ -141,6 +142,8 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         return None if row is None else RateItem(row[0], int(row[1]))
 
     async def _decide(self, item: RateItem, max_delay: int | None, *, record: bool) -> tuple[int, Rate | None]:
+        if item.weight > self._unstorable:
+            return NEVER, self.rates[0]
         params = [self.key, _name(item), item.timestamp, item.weight, max_delay, record]
         row = await self._pool.run([(self._decide_sql, params)], self._setup)
         assert row is not None

@@ -14,7 +14,7 @@ from ..._batching import AsyncBatcher
 from ..._concurrency import aresolve, arun_blocking
 from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
-from ..._window import span
+from ..._window import NEVER, UNSTORABLE, span
 from .base import AsyncReservingBucket
 
 if TYPE_CHECKING:
@@ -360,6 +360,7 @@ class AsyncRedisBucket(AsyncReservingBucket):
         pairs = [(rate.limit, span(rate.interval)) for rate in self.rates]
         longest, room = max(stamps for _, stamps in pairs), min(limit for limit, _ in pairs)
         numbers = [longest, room, *(n for pair in pairs for n in pair)]
+        self._unstorable = max(UNSTORABLE, self.rates[-1].limit)
         self._rule = struct.pack(f"<H{len(numbers)}d", len(self.rates), *numbers)  # every call ends with it
         # Decided once: an async client is awaited, a sync one runs in a worker thread.
         self._native = is_async_client(redis)
@@ -383,6 +384,8 @@ class AsyncRedisBucket(AsyncReservingBucket):
         return bucket
 
     async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+        if item.weight > self._unstorable:
+            return NEVER, self.rates[0]
         # Concurrent reservations share one script call: the script decides them in order.
         t, extra = (SERVER_CLOCK if self.server_time else item.timestamp), (-1 if max_delay is None else max_delay)
         reply = await self._reserving.submit(_request(t, item.weight, extra, item.name))
@@ -397,6 +400,8 @@ class AsyncRedisBucket(AsyncReservingBucket):
         return int(delay), (self.rates[blocking - 1] if blocking else None)
 
     async def waiting(self, item: RateItem) -> int:
+        if item.weight > self._unstorable:
+            return NEVER
         return int(await self._run("waiting", SERVER_CLOCK if self.server_time else item.timestamp, item.weight))
 
     async def release(self, item: RateItem) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..._concurrency import AsyncLock, arun_blocking, ashielded, asleep
 from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
-from ..._window import NEVER, span
+from ..._window import NEVER, UNSTORABLE, span
 from ..clocks import AsyncAbstractClock
 from .base import AsyncReservingBucket
 
@@ -82,6 +82,7 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         # Spans, not intervals: an item counts at its stamp and the interval's ms after it (see _window).
         self._longest = span(self.rates[-1].interval)
         self._rates = [(rate.limit, span(rate.interval)) for rate in self.rates]
+        self._unstorable = max(UNSTORABLE, self.rates[-1].limit)
         self._sql = _Statements(table, self._rates)
 
     @classmethod
@@ -156,6 +157,8 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
             await self._db.aclose()
 
     async def _decide(self, item: RateItem, max_delay: int | None, *, record: bool) -> tuple[int, Rate | None]:
+        if item.weight > self._unstorable:
+            return NEVER, self.rates[0]
         steps = self._decide_steps(_name(item), item.timestamp, item.weight, max_delay, record)
         delay, index, decided = await self._run(steps, write=record)
         if record:

@@ -15,7 +15,7 @@ from ..._batching import Batcher
 from ..._concurrency import resolve, run_blocking
 from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
-from ..._window import span
+from ..._window import NEVER, UNSTORABLE, span
 from .base import ReservingBucket
 
 if TYPE_CHECKING:
@@ -361,6 +361,7 @@ class RedisBucket(ReservingBucket):
         pairs = [(rate.limit, span(rate.interval)) for rate in self.rates]
         longest, room = max(stamps for _, stamps in pairs), min(limit for limit, _ in pairs)
         numbers = [longest, room, *(n for pair in pairs for n in pair)]
+        self._unstorable = max(UNSTORABLE, self.rates[-1].limit)
         self._rule = struct.pack(f"<H{len(numbers)}d", len(self.rates), *numbers)  # every call ends with it
         # Decided once: an async client is awaited, a sync one runs in a worker thread.
         self._native = is_async_client(redis)
@@ -384,6 +385,8 @@ class RedisBucket(ReservingBucket):
         return bucket
 
     def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+        if item.weight > self._unstorable:
+            return NEVER, self.rates[0]
         # Concurrent reservations share one script call: the script decides them in order.
         t, extra = (SERVER_CLOCK if self.server_time else item.timestamp), (-1 if max_delay is None else max_delay)
         reply = self._reserving.submit(_request(t, item.weight, extra, item.name))
@@ -398,6 +401,8 @@ class RedisBucket(ReservingBucket):
         return int(delay), (self.rates[blocking - 1] if blocking else None)
 
     def waiting(self, item: RateItem) -> int:
+        if item.weight > self._unstorable:
+            return NEVER
         return int(self._run("waiting", SERVER_CLOCK if self.server_time else item.timestamp, item.weight))
 
     def release(self, item: RateItem) -> None:
