@@ -156,10 +156,13 @@ class SlidingLog:
             lock.release()
 
     def waiting(self, t: int, weight: int) -> int:
-        """Milliseconds from ``t`` until an item of ``weight`` would fit; ``NEVER`` if it cannot."""
+        """Milliseconds from ``t`` until an item of ``weight`` would fit; ``NEVER`` if it cannot.
+
+        Counted from ``t`` itself, also for a stamp behind the floor: nothing fits before it.
+        """
         with self._lock:
-            at, rate = self._earliest(max(t, self._floor), weight)
-            return 0 if rate is None else (NEVER if at == NEVER else at - t)
+            at, _ = self._earliest(max(t, self._floor), weight)
+            return NEVER if at == NEVER else at - t
 
     def release(self, name: Any, at: int, weight: int) -> bool:
         """Remove one entry recorded at ``at`` with ``weight`` and ``name``: a reservation given back."""

@@ -111,11 +111,14 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         self._release_sql = render(_RELEASE)
 
     async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
-        return await self._decide(item, max_delay, record=True)
+        delay, rate, decided = await self._decide(item, max_delay, record=True)
+        item.timestamp = decided  # later than its stamp when a trim overtook it
+        return delay, rate
 
     async def waiting(self, item: RateItem) -> int:
-        delay, _ = await self._decide(item, None, record=False)
-        return delay
+        delay, rate, decided = await self._decide(item, None, record=False)
+        # Fitting at once is fitting at the time decided at: later than a stamp behind the floor.
+        return decided - item.timestamp if rate is None else delay
 
     async def release(self, item: RateItem) -> None:
         params = {"bucket": self.key, "ts": item.timestamp, "weight": item.weight, "name": _name(item)}
@@ -141,16 +144,15 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         row = await self._pool.run([(self._peek_sql, {"bucket": self.key, "index": index})], self._setup)
         return None if row is None else RateItem(row[0], int(row[1]))
 
-    async def _decide(self, item: RateItem, max_delay: int | None, *, record: bool) -> tuple[int, Rate | None]:
+    async def _decide(self, item: RateItem, max_delay: int | None, *, record: bool) -> tuple[int, Rate | None, int]:
+        """One call of the bucket's function: the delay, the refusing rate and the time decided at."""
         if item.weight > self._unstorable:
-            return NEVER, self.rates[0]
+            return NEVER, self.rates[0], item.timestamp
         params = [self.key, _name(item), item.timestamp, item.weight, max_delay, record]
         row = await self._pool.run([(self._decide_sql, params)], self._setup)
         assert row is not None
         delay, rate, decided = row[0]
-        if record:
-            item.timestamp = decided  # later than its stamp when a trim overtook it
-        return delay, None if rate is None else self.rates[rate]
+        return delay, None if rate is None else self.rates[rate], decided
 
     async def _locked(self, query: bytes, params: Params) -> tuple[Any, ...] | None:
         """Run ``query`` in a transaction holding this bucket's lock (two round trips: not a decision)."""

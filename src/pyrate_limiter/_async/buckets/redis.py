@@ -276,7 +276,7 @@ t = time_of(t)
 if op == 'W' then  -- waiting
   -- Counted from the item's own stamp: nothing is recorded or restamped.
   local at, blocking = rule().earliest(math.max(t, trimmed + longest), n)
-  if blocking == 0 then return 0 end
+  if blocking == 0 then return at - t end  -- 0, or the way to the floor for a late stamp
   if at == -1 then return -1 end
   return at - t
 elseif op == 'X' then  -- release

@@ -217,7 +217,7 @@ class SQLiteBucket(ReservingBucket):
             if fits > at:
                 at, blocking = fits, i
         if not record:
-            return (0 if blocking is None else NEVER if at == NEVER else at - t), blocking, t
+            return (NEVER if at == NEVER else at - t), blocking, t  # from its own stamp, as in _window
         # Delays count from the decided time: the item is restamped with it (see _window).
         delay = at - start
         if oldest is not None and oldest <= t - self._longest:
