@@ -19,7 +19,6 @@ import anyio.to_thread
 
 from ._async import AsyncAbstractBucket, AsyncAbstractClock, AsyncBucketFactory, AsyncLimiter
 from ._async.buckets.redis import AsyncRedisBucket, is_async_client
-from ._async.clocks import ns_reader
 from ._concurrency import acquire_args
 from ._errors import BucketFullException, LimiterDelayException
 from ._rate import Rate, RateItem
@@ -351,11 +350,18 @@ def _own(bucket: Any, method: str) -> bool:
 
 
 def _user_factory(argument: Any) -> bool:
-    return isinstance(argument, BucketFactory) and not isinstance(argument, SingleBucketFactory)
+    # A factory with a route() of its own routes as it says, sync: there is nothing to follow.
+    return (
+        isinstance(argument, BucketFactory)
+        and not isinstance(argument, SingleBucketFactory)
+        and type(argument).route is BucketFactory.route
+    )
 
 
 def _user_clock(argument: Any, clock: Any) -> bool:
-    return clock is not None and ns_reader(clock) is None and not isinstance(argument, BucketFactory)
+    # Ours are known to be sync here (an async one already made the limiter async); a user's may not be.
+    ours = type(clock).__module__.startswith("pyrate_limiter.")
+    return clock is not None and not ours and not isinstance(argument, BucketFactory)
 
 
 class RedisBucket(_SyncRedisBucket):
