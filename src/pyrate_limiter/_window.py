@@ -26,7 +26,9 @@ PostgreSQL run the same steps server-side):
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from array import array
 from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING, Any
@@ -72,6 +74,7 @@ class SlidingLog:
     """
 
     __slots__ = (
+        "__weakref__",
         "_base",
         "_blocked",
         "_cum",
@@ -96,6 +99,7 @@ class SlidingLog:
         # threading.Lock in both variants: no await happens while it is held, and the sync
         # twin is used from caller threads and the factory's leak thread at once.
         self._lock = threading.Lock()
+        _LOGS.add(self)  # so that fork() never copies it mid-decision: see _hold_every_lock
         self._ts = array(_INT64)
         self._cum = array(_INT64)
         self._names: list[Any] = []
@@ -260,3 +264,29 @@ class SlidingLog:
             self._total = self._base
             self._newest = _EMPTY
             self._trim_at = _NEVER_TRIM
+
+
+# fork() copies a lock held by another thread as held forever, and the log it guards half
+# changed: the child would hang, or decide from a broken log. Every log's lock is taken just
+# before a fork (each is held only for a decision, never across I/O or a wait) and released
+# after it, in the parent and in the child alike.
+_LOGS: weakref.WeakSet[SlidingLog] = weakref.WeakSet()
+_FORKING: list[SlidingLog] = []
+
+
+def _hold_every_lock() -> None:
+    _FORKING[:] = list(_LOGS)
+    for log in _FORKING:
+        log._lock.acquire()
+
+
+def _release_every_lock() -> None:
+    for log in _FORKING:
+        log._lock.release()
+    _FORKING.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(
+        before=_hold_every_lock, after_in_parent=_release_every_lock, after_in_child=_release_every_lock
+    )
