@@ -242,7 +242,7 @@ class _FollowingLimiter(Limiter):
         if isinstance(factory, SingleBucketFactory):  # a bucket and a user's clock
             bucket, now = factory.bucket, factory.clock.now()
             if inspect.isawaitable(now):
-                raise _Deferred(_stamped(name, weight, now), bucket)
+                raise _Deferred(_stamped(name, weight, now, factory.clock), bucket)
             item = RateItem(name, as_ms(now, factory.clock), weight)
         else:
             with self._routing:
@@ -293,8 +293,8 @@ _ADAPTERS: weakref.WeakKeyDictionary[Any, AsyncAbstractBucket] = weakref.WeakKey
 _SYNC_BUCKETS: set[type] = set()
 
 
-async def _stamped(name: str, weight: int, now: Awaitable[int]) -> RateItem:
-    return RateItem(name, as_ms(await now, now), weight)
+async def _stamped(name: str, weight: int, now: Awaitable[int], clock: Any) -> RateItem:
+    return RateItem(name, as_ms(await now, clock), weight)
 
 
 async def _routed(name: str, weight: int) -> tuple[RateItem, AsyncAbstractBucket]:
