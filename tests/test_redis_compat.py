@@ -95,5 +95,5 @@ async def test_the_async_bucket_runs_a_sync_client_under_trio(redis_url: str) ->
 
 def test_init_fails_at_once_when_redis_is_unreachable() -> None:
     client = redis.Redis(port=1, retry=Retry(NoBackoff(), 0))
-    with client, pytest.raises(BackendError, match="backend failed"):
+    with client, pytest.raises(BackendError, match="backend of RedisBucket"):
         RedisBucket.init(RATES, client, key())

@@ -88,3 +88,8 @@ class BackendError(Exception):
 
     Distinct from a full bucket on purpose: an outage must never read as "rate limited".
     """
+
+
+def reason(error: BaseException) -> str:
+    """What a ``BackendError`` message ends with: the kind of failure and the driver's own words."""
+    return f"{type(error).__name__}: {str(error).strip() or 'no message'}"

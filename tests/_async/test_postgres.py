@@ -341,7 +341,10 @@ async def test_a_connection_lost_mid_decision_raises_and_records_nothing(
                 holder.execute("SELECT pg_terminate_backend(%s)", [waiter])
             holder.rollback()
         assert len(errors) == 1
-        assert "the PostgreSQL backend of PostgresBucket failed" in str(errors[0])
+        assert f"PostgreSQL backend of PostgresBucket (table {POSTGRES_TABLE!r}, key {bucket.key!r}) failed" in str(
+            errors[0]
+        )
+        assert f"{type(errors[0].__cause__).__name__}: " in str(errors[0])  # the driver's own words follow
         assert isinstance(errors[0].__cause__, psycopg.OperationalError)
         assert await bucket.count() == 0
         assert await bucket.put(RateItem("k", T0))
@@ -452,7 +455,7 @@ async def test_server_restart_gives_clear_errors_then_correct_decisions(
     finally:
         stopping = True
         await close_postgres_pool(pool)
-    assert all("PostgreSQL backend of PostgresBucket failed" in str(error) for error in errors)
+    assert all("PostgreSQL backend of PostgresBucket (table " in str(error) for error in errors)
     assert all(isinstance(error.__cause__, psycopg.Error) for error in errors)
     # Nothing recorded that was not admitted, no window over its rates, nothing admitted lost.
     recorded = finish_audit(postgres_handle.dsn, POSTGRES_TABLE, audit)

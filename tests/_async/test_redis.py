@@ -195,8 +195,9 @@ async def test_a_restarted_server_reads_as_a_backend_failure_then_recovers(
         await arun_blocking(redis_handle.stop)
         try:
             for _ in range(3):
-                with pytest.raises(BackendError, match="Redis backend failed") as failed:
+                with pytest.raises(BackendError, match="Redis backend of RedisBucket") as failed:
                     await limiter.try_acquire("k")
+                assert f"(key {bucket.bucket_key!r}) failed: ConnectionError: " in str(failed.value)
                 assert isinstance(failed.value.__cause__, redis.RedisError)
                 assert not isinstance(failed.value, BucketFullException)
         finally:

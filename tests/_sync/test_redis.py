@@ -196,8 +196,9 @@ def test_a_restarted_server_reads_as_a_backend_failure_then_recovers(
         run_blocking(redis_handle.stop)
         try:
             for _ in range(3):
-                with pytest.raises(BackendError, match="Redis backend failed") as failed:
+                with pytest.raises(BackendError, match="Redis backend of RedisBucket") as failed:
                     limiter.try_acquire("k")
+                assert f"(key {bucket.bucket_key!r}) failed: ConnectionError: " in str(failed.value)
                 assert isinstance(failed.value.__cause__, redis.RedisError)
                 assert not isinstance(failed.value, BucketFullException)
         finally:

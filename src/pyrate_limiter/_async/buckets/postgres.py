@@ -7,7 +7,7 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from ..._concurrency import arun_blocking
-from ..._errors import BackendError
+from ..._errors import BackendError, reason
 from ..._rate import RateItem, check_rates
 from ..._window import NEVER, UNSTORABLE, span
 from ..clocks import AsyncAbstractClock
@@ -67,7 +67,7 @@ class AsyncPostgresBucket(AsyncReservingBucket):
             raise ValueError(f"table must be at most {_MAX_IDENTIFIER} bytes, got {table!r}")
         self.lock_key = advisory_key(table, key)
         """The advisory lock every decision on this bucket holds (a stable hash of table and key)."""
-        self._pool = _Pool(pool, "PostgresBucket")
+        self._pool = _Pool(pool, f"PostgresBucket (table {table!r}, key {key!r})")
         from psycopg import sql  # after _Pool: it explains a missing driver
 
         self._limits = [rate.limit for rate in self.rates]
@@ -224,7 +224,7 @@ class _Pool:
             await self._run(setup)
             return await self._run(steps)
         except self._error as error:
-            raise BackendError(f"the PostgreSQL backend of {self._owner} failed: {error}") from error
+            raise BackendError(f"the PostgreSQL backend of {self._owner} failed: {reason(error)}") from error
 
     async def _run(self, steps: Steps) -> tuple[Any, ...] | None:
         if self._native is None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..._concurrency import AsyncLock, arun_blocking, ashielded, asleep
-from ..._errors import BackendError
+from ..._errors import BackendError, reason
 from ..._rate import RateItem, check_rates
 from ..._window import NEVER, UNSTORABLE, span
 from ..clocks import AsyncAbstractClock
@@ -75,7 +75,7 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL, EXTRA or None, got {synchronous!r}")
         self.table = table
         self.conn = conn
-        self._db = _Database(conn, "SQLiteBucket")
+        self._db = _Database(conn, f"SQLiteBucket (table {table!r})")
         self._owns_conn = False
         self._ready = False
         self._synchronous = synchronous
@@ -336,7 +336,7 @@ class _Database:
                 return await arun_blocking(_run_blocking, self._blocking, self._lock, steps, write)
             return await self._run_native(steps, write)
         except sqlite3.Error as error:
-            raise BackendError(f"the SQLite backend of {self._owner} failed: {error}") from error
+            raise BackendError(f"the SQLite backend of {self._owner} failed: {reason(error)}") from error
 
     async def _run_native(self, steps: Steps, write: bool) -> Any:
         conn = self._native
@@ -408,7 +408,7 @@ def _open_file(path: str, timeout: float) -> sqlite3.Connection:
     try:
         return sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
     except sqlite3.Error as error:
-        raise BackendError(f"the SQLite backend could not open {path!r}: {error}") from error
+        raise BackendError(f"the SQLite backend could not open {path!r}: {reason(error)}") from error
 
 
 def _one(query: str, params: Sequence[Any]) -> Generator[Query, Rows, Rows]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._batching import Batcher
 from ..._concurrency import resolve, run_blocking
-from ..._errors import BackendError
+from ..._errors import BackendError, reason
 from ..._rate import RateItem, check_rates
 from ..._window import NEVER, UNSTORABLE, span
 from .base import ReservingBucket
@@ -453,7 +453,8 @@ class RedisBucket(ReservingBucket):
                 return resolve(native(self._client, self._no_script, *args))
             return run_blocking(blocking, self._client, self._no_script, *args)
         except self._failures as error:
-            raise BackendError(f"Redis backend failed for bucket {self.bucket_key!r}: {error!r}") from error
+            failed = f"the Redis backend of RedisBucket (key {self.bucket_key!r}) failed"
+            raise BackendError(f"{failed}: {reason(error)}") from error
 
 
 # The script's op letters, and a request's time when the server's clock decides.

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..._concurrency import Lock, run_blocking, shielded, sleep
-from ..._errors import BackendError
+from ..._errors import BackendError, reason
 from ..._rate import RateItem, check_rates
 from ..._window import NEVER, UNSTORABLE, span
 from ..clocks import AbstractClock
@@ -76,7 +76,7 @@ class SQLiteBucket(ReservingBucket):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL, EXTRA or None, got {synchronous!r}")
         self.table = table
         self.conn = conn
-        self._db = _Database(conn, "SQLiteBucket")
+        self._db = _Database(conn, f"SQLiteBucket (table {table!r})")
         self._owns_conn = False
         self._ready = False
         self._synchronous = synchronous
@@ -337,7 +337,7 @@ class _Database:
                 return run_blocking(_run_blocking, self._blocking, self._lock, steps, write)
             return self._run_native(steps, write)
         except sqlite3.Error as error:
-            raise BackendError(f"the SQLite backend of {self._owner} failed: {error}") from error
+            raise BackendError(f"the SQLite backend of {self._owner} failed: {reason(error)}") from error
 
     def _run_native(self, steps: Steps, write: bool) -> Any:
         conn = self._native
@@ -409,7 +409,7 @@ def _open_file(path: str, timeout: float) -> sqlite3.Connection:
     try:
         return sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
     except sqlite3.Error as error:
-        raise BackendError(f"the SQLite backend could not open {path!r}: {error}") from error
+        raise BackendError(f"the SQLite backend could not open {path!r}: {reason(error)}") from error
 
 
 def _one(query: str, params: Sequence[Any]) -> Generator[Query, Rows, Rows]:
