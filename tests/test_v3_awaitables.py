@@ -27,6 +27,7 @@ from pyrate_limiter import (
     TimeClock,
 )
 
+from ._async.bucket_kinds import AsyncListBucket
 from .fake_clock import T0, FakeClock
 
 if TYPE_CHECKING:
@@ -53,34 +54,32 @@ class ClockFollowingFactory(BucketFactory):
 
 
 class ListBucket(AbstractBucket):
-    """A user's bucket written as the docs say: ``AbstractBucket`` with ``async def`` methods."""
+    """A user's bucket written as the docs say: ``AbstractBucket`` with ``async def`` methods.
+
+    Its storage is the suite's v3-style list bucket; only the base class and the ``async def``
+    spelling are what this module tests.
+    """
 
     def __init__(self, rates: list[Rate]) -> None:
         self.rates = rates
-        self.items: list[RateItem] = []
+        self._list = AsyncListBucket(rates)
 
     async def put(self, item: RateItem) -> bool:  # type: ignore[override]
-        for rate in self.rates:
-            used = sum(1 for old in self.items if old.timestamp >= item.timestamp - rate.interval)
-            if used + item.weight > rate.limit:
-                self.failing_rate = rate
-                return False
-        self.failing_rate = None
-        self.items += [RateItem(item.name, item.timestamp) for _ in range(item.weight)]
-        self.items.sort(key=lambda unit: unit.timestamp)
-        return True
+        fits = await self._list.put(item)
+        self.failing_rate = self._list.failing_rate
+        return fits
 
     async def leak(self, current_timestamp: int | None = None) -> int:  # type: ignore[override]
-        return 0
+        return await self._list.leak(current_timestamp)
 
     async def flush(self) -> None:  # type: ignore[override]
-        self.items.clear()
+        await self._list.flush()
 
     async def count(self) -> int:  # type: ignore[override]
-        return len(self.items)
+        return await self._list.count()
 
     async def peek(self, index: int) -> RateItem | None:  # type: ignore[override]
-        return self.items[-1 - index] if 0 <= index < len(self.items) else None
+        return await self._list.peek(index)
 
 
 class RoutingFactory(BucketFactory):
