@@ -27,6 +27,7 @@ from pyrate_limiter import (
 )
 from pyrate_limiter._concurrency import AsyncTaskGroup, arun_blocking, asleep
 
+from ..fake_clock import FakeClock
 from ..windows import assert_windows_hold
 from .bucket_kinds import POSTGRES_TABLE, close_postgres_pool, open_postgres_pool
 
@@ -268,6 +269,26 @@ async def test_a_pool_of_dict_rows_and_transactions_serves_and_keeps_its_setting
         assert (conn.autocommit, conn.row_factory) == (False, dict_row)
     finally:
         await close_postgres_pool(pool)
+
+
+async def test_a_held_bucket_lock_is_waited_for_no_longer_than_max_delay(
+    pool: AsyncConnectionPool[Any] | ConnectionPool[Any], postgres_dsn: str
+) -> None:
+    bucket = AsyncPostgresBucket(pool, POSTGRES_TABLE, [Rate(5, Duration.MINUTE)], key=unique_key())
+    assert await bucket.count() == 0  # the table and the function exist before the lock is taken
+    limiter = AsyncLimiter(bucket, clock=FakeClock())
+    with psycopg.connect(postgres_dsn) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(%s::bigint)", [bucket.lock_key])
+        started = time.monotonic()
+        with pytest.raises(BackendError, match="LockNotAvailable"):
+            await limiter.try_acquire("k", max_delay=300)
+        waited = time.monotonic() - started
+        holder.rollback()
+    # The server waited its lock_timeout, 300 ms; without one, the call would wait for the holder.
+    assert 0.3 <= waited < 5  # and not the 5 s a call without max_delay waits (LOCK_TIMEOUT)
+    assert await bucket.count() == 0
+    assert await limiter.try_acquire("k")
+    await bucket.flush()
 
 
 async def test_a_held_bucket_lock_makes_only_that_bucket_wait(

@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     Params = Sequence[Any] | Mapping[str, Any] | None
     Steps = Sequence[tuple[bytes, Params]]
 
+LOCK_TIMEOUT = 5000
+"""How long (ms) a decision with no ``max_delay`` waits for another connection holding this
+bucket's lock (or its table) before it raises ``BackendError``; with one, ``max_delay`` does."""
+
+_MAX_LOCK_TIMEOUT = 2**31 - 1
+
 DEFAULT_KEY = "default"
 """The bucket key used when none is given: one bucket per table."""
 
@@ -78,7 +84,8 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         self._unstorable = max(UNSTORABLE, self._limits[-1])
         ident = {
             "table": sql.Identifier(table),
-            "function": sql.Identifier(_derived_name(table, "decide")),
+            # decide3: the function that also bounds its lock wait (p_lock_timeout).
+            "function": sql.Identifier(_derived_name(table, "decide3")),
             "trim": sql.Identifier(_derived_name(table, "trim")),
             "ts_index": sql.Identifier(_derived_name(table, "ts")),
             "cum_index": sql.Identifier(_derived_name(table, "cum")),
@@ -148,7 +155,10 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         """One call of the bucket's function: the delay, the refusing rate and the time decided at."""
         if item.weight > self._unstorable:
             return NEVER, self.rates[0], item.timestamp
-        params = [self.key, _name(item), item.timestamp, item.weight, max_delay, record]
+        # The wait for another connection's hold on this bucket: the caller's max_delay when given
+        # (at least 1 ms: 0 would mean no bound; at most what lock_timeout takes).
+        lock_timeout = LOCK_TIMEOUT if max_delay is None else min(max(1, max_delay), _MAX_LOCK_TIMEOUT)
+        params = [self.key, _name(item), item.timestamp, item.weight, max_delay, record, lock_timeout]
         row = await self._pool.run([(self._decide_sql, params)], self._setup)
         assert row is not None
         delay, rate, decided = row[0]
@@ -373,7 +383,8 @@ END
 _DECIDE_HEAD = """
 CREATE OR REPLACE FUNCTION {function}(
     p_lock bigint, p_bucket text, p_name text, p_t bigint, p_weight bigint, p_max_delay bigint,
-    p_limits bigint[], p_intervals bigint[], p_record boolean)  -- p_intervals: spans, interval + 1 each
+    p_limits bigint[], p_intervals bigint[], p_record boolean,  -- p_intervals: spans, interval + 1 each
+    p_lock_timeout bigint)
 RETURNS bigint[] LANGUAGE plpgsql AS {body}
 """
 
@@ -399,6 +410,8 @@ DECLARE
     v_fits bigint;
     v_prev bigint;
 BEGIN
+    -- This statement's transaction only: a held lock is waited for at most p_lock_timeout ms.
+    PERFORM set_config('lock_timeout', p_lock_timeout || 'ms', true);
     PERFORM pg_advisory_xact_lock(p_lock);
     -- One backward index scan reads all the state: the marker (it sorts last) and the newest
     -- item (the total).
@@ -480,7 +493,7 @@ END
 
 _DECIDE_CALL = (
     "SELECT {function}({lock}, %s::text, %s::text, %s::bigint, %s::bigint, %s::bigint, {limits}, {intervals},"
-    " %s::boolean)"
+    " %s::boolean, %s::bigint)"
 )
 
 _TOTAL = "(SELECT cum FROM {table} WHERE bucket = %(bucket)s ORDER BY cum DESC LIMIT 1)"
