@@ -26,7 +26,12 @@ if TYPE_CHECKING:
 
 LOCK_TIMEOUT = 5000
 """How long (ms) a decision with no ``max_delay`` waits for another connection holding this
-bucket's lock (or its table) before it raises ``BackendError``; with one, ``max_delay`` does."""
+bucket's lock (or its table) before it raises ``BackendError``; with one, ``max_delay`` does,
+but no less than ``LOCK_WAIT_MIN``."""
+
+LOCK_WAIT_MIN = 1000
+"""The least a decision waits for the bucket's lock, whatever its ``max_delay``: decisions of
+concurrent callers queue on that lock in normal work, and must not read as an outage."""
 
 _MAX_LOCK_TIMEOUT = 2**31 - 1
 
@@ -156,9 +161,9 @@ class PostgresBucket(ReservingBucket):
         """One call of the bucket's function: the delay, the refusing rate and the time decided at."""
         if item.weight > self._unstorable:
             return NEVER, self.rates[0], item.timestamp
-        # The wait for another connection's hold on this bucket: the caller's max_delay when given
-        # (at least 1 ms: 0 would mean no bound; at most what lock_timeout takes).
-        lock_timeout = LOCK_TIMEOUT if max_delay is None else min(max(1, max_delay), _MAX_LOCK_TIMEOUT)
+        # The wait for another connection's hold on this bucket: the caller's max_delay when given,
+        # but never below LOCK_WAIT_MIN (concurrent decisions queue on the lock in normal work).
+        lock_timeout = LOCK_TIMEOUT if max_delay is None else min(max(LOCK_WAIT_MIN, max_delay), _MAX_LOCK_TIMEOUT)
         params = [self.key, _name(item), item.timestamp, item.weight, max_delay, record, lock_timeout]
         row = self._pool.run([(self._decide_sql, params)], self._setup)
         assert row is not None
