@@ -25,6 +25,7 @@ from pyrate_limiter._concurrency import AsyncTaskGroup, aresolve, arun_blocking
 from tests.redis_clients import close_client, redis_client
 
 from ..windows import assert_windows_hold
+from .bucket_kinds import MAKERS
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
@@ -141,6 +142,7 @@ async def test_a_delayed_acquire_is_one_round_trip(client: Any, admin: redis.Red
 
 _SCRIPT_COMMANDS = [
     "del",
+    "exists",
     "get",
     "set",
     "pexpire",
@@ -216,7 +218,7 @@ async def test_every_key_expires_after_the_longest_interval_and_reservations(cli
     key = new_key()
     bucket = AsyncRedisBucket([Rate(1, 2000), Rate(2, 4000)], client, key)
     assert await bucket.put(RateItem("k", T0))
-    keys = [f"{{{key}}}:log", f"{{{key}}}:state"]
+    keys = [key, f"{{{key}}}:state:{key}"]
     # The longest span (interval + 1) and a second of slack are needed; renewed one span ahead.
     for name in keys:
         assert 5001 - 100 < await arun_blocking(admin.pttl, name) <= 5001 + 4001
@@ -270,3 +272,37 @@ async def test_names_are_data_not_code(client: Any) -> None:
     assert await bucket.put(RateItem(raw, T0 + 1))
     assert await bucket.put(RateItem("", T0 + 1))
     assert [(await bucket.peek(i)) for i in (1, 0)] == [RateItem("\x00 a b\udcff", T0 + 1), RateItem("", T0 + 1)]
+
+
+
+# Keys a user may pass: plain, with a hash tag of their own, ones no tag can quote whole, empty.
+KEY_SHAPES = ["{uid}", "{{user-{uid}}}:api", "closing }} {uid}", "{{}}{uid}", ""]
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis_cluster"])
+@pytest.mark.parametrize("shape", KEY_SHAPES)
+async def test_deleting_the_users_key_resets_the_bucket_completely(
+    kind: str, shape: str, request: pytest.FixtureRequest
+) -> None:
+    # What v3 users do to reset a limit: DEL the key they named. Here it is the log itself.
+    key = shape.format(uid=uuid.uuid4().hex)
+    bucket = await MAKERS[kind]([Rate(3, Duration.MINUTE)], key, request)
+    assert isinstance(bucket, AsyncRedisBucket)
+    try:
+        await bucket.flush()
+        for _ in range(3):
+            assert await bucket.put(RateItem("k", T0))
+        # Waiting state too: a place reserved a minute ahead.
+        assert await bucket.reserve(RateItem("k", T0), 2 * Duration.MINUTE) == (Duration.MINUTE + 1, None)
+        assert await bucket.waiting(RateItem("k", T0)) == Duration.MINUTE + 1
+        assert await aresolve(bucket.redis.type(key)) == b"zset"
+        assert await aresolve(bucket.redis.delete(key)) == 1
+        assert await bucket.count() == 0
+        assert await bucket.waiting(RateItem("k", T0)) == 0
+        for _ in range(3):
+            assert await bucket.put(RateItem("k", T0))
+        assert not await bucket.put(RateItem("k", T0))
+        assert await bucket.count() == 3
+    finally:
+        await bucket.flush()
+        await aresolve(bucket.aclose())

@@ -26,6 +26,7 @@ from pyrate_limiter._concurrency import TaskGroup, resolve, run_blocking
 from tests.redis_clients import close_client, redis_client
 
 from ..windows import assert_windows_hold
+from .bucket_kinds import MAKERS
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Iterator
@@ -142,6 +143,7 @@ def test_a_delayed_acquire_is_one_round_trip(client: Any, admin: redis.Redis) ->
 
 _SCRIPT_COMMANDS = [
     "del",
+    "exists",
     "get",
     "set",
     "pexpire",
@@ -217,7 +219,7 @@ def test_every_key_expires_after_the_longest_interval_and_reservations(client: A
     key = new_key()
     bucket = RedisBucket([Rate(1, 2000), Rate(2, 4000)], client, key)
     assert bucket.put(RateItem("k", T0))
-    keys = [f"{{{key}}}:log", f"{{{key}}}:state"]
+    keys = [key, f"{{{key}}}:state:{key}"]
     # The longest span (interval + 1) and a second of slack are needed; renewed one span ahead.
     for name in keys:
         assert 5001 - 100 < run_blocking(admin.pttl, name) <= 5001 + 4001
@@ -271,3 +273,37 @@ def test_names_are_data_not_code(client: Any) -> None:
     assert bucket.put(RateItem(raw, T0 + 1))
     assert bucket.put(RateItem("", T0 + 1))
     assert [(bucket.peek(i)) for i in (1, 0)] == [RateItem("\x00 a b\udcff", T0 + 1), RateItem("", T0 + 1)]
+
+
+
+# Keys a user may pass: plain, with a hash tag of their own, ones no tag can quote whole, empty.
+KEY_SHAPES = ["{uid}", "{{user-{uid}}}:api", "closing }} {uid}", "{{}}{uid}", ""]
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis_cluster"])
+@pytest.mark.parametrize("shape", KEY_SHAPES)
+def test_deleting_the_users_key_resets_the_bucket_completely(
+    kind: str, shape: str, request: pytest.FixtureRequest
+) -> None:
+    # What v3 users do to reset a limit: DEL the key they named. Here it is the log itself.
+    key = shape.format(uid=uuid.uuid4().hex)
+    bucket = MAKERS[kind]([Rate(3, Duration.MINUTE)], key, request)
+    assert isinstance(bucket, RedisBucket)
+    try:
+        bucket.flush()
+        for _ in range(3):
+            assert bucket.put(RateItem("k", T0))
+        # Waiting state too: a place reserved a minute ahead.
+        assert bucket.reserve(RateItem("k", T0), 2 * Duration.MINUTE) == (Duration.MINUTE + 1, None)
+        assert bucket.waiting(RateItem("k", T0)) == Duration.MINUTE + 1
+        assert resolve(bucket.redis.type(key)) == b"zset"
+        assert resolve(bucket.redis.delete(key)) == 1
+        assert bucket.count() == 0
+        assert bucket.waiting(RateItem("k", T0)) == 0
+        for _ in range(3):
+            assert bucket.put(RateItem("k", T0))
+        assert not bucket.put(RateItem("k", T0))
+        assert bucket.count() == 3
+    finally:
+        bucket.flush()
+        resolve(bucket.close())

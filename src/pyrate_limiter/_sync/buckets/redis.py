@@ -6,8 +6,10 @@ Every decision is one Lua script call (EVALSHA), so Redis makes it atomic across
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import inspect
+import itertools
 import struct
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +26,9 @@ if TYPE_CHECKING:
     from ..._rate import Rate
     from ..._typing import RedisClient, RedisClient
 
-# The rule of ``_window.py`` run server-side. Both keys share the bucket's hash tag:
-#   KEYS[1] log    sorted set scored by the running weight ``cum``; timestamps rise with it, so ranks
+# The rule of ``_window.py`` run server-side, on two keys in one hash slot (see state_key):
+#   KEYS[1] log    the user's key, as v3 kept it: deleting it resets the bucket, whatever the state
+#           says. A sorted set scored by the running weight ``cum``; timestamps rise with it, so ranks
 #           are in timestamp order too. A member is the timestamp in 6 bytes, then "/name" only for
 #           a name other than the bucket's first one; items of one time and name recorded one after
 #           the other share an entry (6-byte members keep Redis at ~105 bytes an entry). When that
@@ -47,6 +50,11 @@ if TYPE_CHECKING:
 SCRIPT = r"""
 local log_key, state_key = KEYS[1], KEYS[2]
 local saved = redis.call('GET', state_key)
+-- A state that speaks of a log (its oldest entry, the 6th double, is a time) whose key is gone:
+-- someone deleted the key to reset the limit, as v3 users do. Start afresh, floor and all.
+if saved and redis.call('EXISTS', log_key) == 0 and struct.unpack('<d', saved, 41) < 4503599627370496 then
+  saved = nil
+end
 
 -- The usual acquire first, before anything else is set up: one item stamped at or after the
 -- newest entry, fitting the smallest limit, with nothing to trim and the keys' expiry far
@@ -339,8 +347,9 @@ class RedisBucket(ReservingBucket):
 
     :param redis: a sync or async client, single node or cluster. The async bucket runs a sync
         client's calls in a worker thread, so it works on event loops the async client cannot use.
-    :param bucket_key: the shared name; the bucket's keys are ``{bucket_key}:log`` and
-        ``:state`` (one hash tag, so they live on one cluster node).
+    :param bucket_key: the shared name and, exactly, the key of the bucket's log (a sorted set);
+        ``DEL bucket_key`` resets the bucket. Its state lives beside it, in the same cluster
+        slot, at ``{bucket_key}:state:bucket_key`` (see ``state_key``).
     :param server_time: decide at the Redis server's clock instead of the items' timestamps, read
         inside the same script: for fleets whose clocks disagree. ``leak`` then uses it too.
     """
@@ -355,8 +364,7 @@ class RedisBucket(ReservingBucket):
         self.redis = redis
         self.bucket_key = bucket_key
         self.server_time = server_time
-        tag = "{" + bucket_key + "}"
-        self._keys = (f"{tag}:log".encode(), f"{tag}:state".encode())
+        self._keys = (bucket_key.encode("utf-8", "surrogateescape"), state_key(bucket_key))
         # The script computes in spans (an interval's ms plus the stamp itself, see _window), never intervals.
         pairs = [(rate.limit, span(rate.interval)) for rate in self.rates]
         longest, room = max(stamps for _, stamps in pairs), min(limit for limit, _ in pairs)
@@ -472,6 +480,32 @@ def _request(t: float, n: int, extra: float, name: Any) -> bytes:
     """
     text: bytes = name if isinstance(name, bytes) else str(name).encode("utf-8", "surrogateescape")
     return _NUMBERS.pack(t, n, extra, len(text)) + text
+
+
+def state_key(bucket_key: str) -> bytes:
+    """The key of the bucket's state, ``{T}:state:`` then the bucket's key, with a hash tag ``T``
+    that puts it in the log's cluster slot, so one script may use both keys.
+
+    ``T`` is the key's own hash tag, or for a key without one (hashed whole) the key itself; a
+    key that cannot be quoted whole (empty, or with a ``}``) gets the first number hashing to its
+    slot. Ending in the whole key keeps every bucket's state key its own.
+    """
+    key = bucket_key.encode("utf-8", "surrogateescape")
+    start = key.find(b"{")
+    end = key.find(b"}", start + 1)
+    if start >= 0 and end > start + 1:
+        tag = key[start + 1 : end]
+    elif key and b"}" not in key:
+        tag = key
+    else:
+        slot = _slot(key)
+        tag = next(t for t in (str(n).encode() for n in itertools.count()) if _slot(t) == slot)
+    return b"{" + tag + b"}:state:" + key
+
+
+def _slot(key: bytes) -> int:
+    """Redis Cluster's hash slot of a key that has no hash tag: CRC16 (XMODEM) mod 16384."""
+    return binascii.crc_hqx(key, 0) % 16384
 
 
 def is_async_client(redis: object) -> bool:
