@@ -306,3 +306,15 @@ async def test_deleting_the_users_key_resets_the_bucket_completely(
     finally:
         await bucket.flush()
         await aresolve(bucket.aclose())
+
+
+async def test_a_3x_log_found_at_the_key_is_cleared_on_first_use(client: Any) -> None:
+    key = new_key()
+    # 3.9's layout: one member per unit, scored by its timestamp.
+    await aresolve(client.zadd(key, {f"k:{T0}:{i}": T0 for i in range(5)}))
+    bucket = AsyncRedisBucket([Rate(2, Duration.MINUTE)], client, key)
+    assert await bucket.put(RateItem("k", T0))
+    assert await bucket.put(RateItem("k", T0))
+    assert not await bucket.put(RateItem("k", T0))
+    assert await bucket.count() == 2
+    await bucket.flush()

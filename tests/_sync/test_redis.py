@@ -307,3 +307,15 @@ def test_deleting_the_users_key_resets_the_bucket_completely(
     finally:
         bucket.flush()
         resolve(bucket.close())
+
+
+def test_a_3x_log_found_at_the_key_is_cleared_on_first_use(client: Any) -> None:
+    key = new_key()
+    # 3.9's layout: one member per unit, scored by its timestamp.
+    resolve(client.zadd(key, {f"k:{T0}:{i}": T0 for i in range(5)}))
+    bucket = RedisBucket([Rate(2, Duration.MINUTE)], client, key)
+    assert bucket.put(RateItem("k", T0))
+    assert bucket.put(RateItem("k", T0))
+    assert not bucket.put(RateItem("k", T0))
+    assert bucket.count() == 2
+    bucket.flush()
