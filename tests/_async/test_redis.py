@@ -274,7 +274,6 @@ async def test_names_are_data_not_code(client: Any) -> None:
     assert [(await bucket.peek(i)) for i in (1, 0)] == [RateItem("\x00 a b\udcff", T0 + 1), RateItem("", T0 + 1)]
 
 
-
 # Keys a user may pass: plain, with a hash tag of their own, ones no tag can quote whole, empty.
 KEY_SHAPES = ["{uid}", "{{user-{uid}}}:api", "closing }} {uid}", "{{}}{uid}", ""]
 

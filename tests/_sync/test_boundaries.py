@@ -204,3 +204,24 @@ def test_limiter_on_a_moved_clock_waits_exactly_until_one_ms_past_the_interval(
     assert limiter.try_acquire("k", max_delay=1)  # sleeps 1 ms of real time
     assert newest_stamp(bucket) == S + I + 1
     assert bucket.count() == 3
+
+
+@pytest.mark.parametrize("epoch", [1_000_000, S, 4_000_000_000_000], ids=["1970", "2023", "2096"])
+def test_waiting_follows_the_limiters_clock_not_the_servers(create_bucket: CreateBucket, epoch: int) -> None:
+    # The servers' clocks read 2026: a clock decades away from them still decides every wait.
+    bucket = create_bucket([Rate(3, I)])
+    clock = FakeClock(epoch)
+    limiter = Limiter(bucket, clock=clock)
+    for _ in range(3):
+        assert limiter.try_acquire("k")
+    clock.advance(400)
+    item = limiter.bucket_factory.wrap_item("k")
+    assert item.timestamp == epoch + 400
+    assert bucket.waiting(item) == I + 1 - 400
+    with pytest.raises(LimiterDelayException) as caught:
+        limiter.try_acquire("k", max_delay=100)
+    assert caught.value.meta_info["actual_delay"] == I + 1 - 400
+    clock.advance(I + 1 - 400)
+    assert bucket.waiting(limiter.bucket_factory.wrap_item("k")) == 0
+    assert limiter.try_acquire("k", max_delay=None)
+    assert newest_stamp(bucket) == epoch + I + 1
