@@ -35,6 +35,7 @@ REPLACEMENTS = {
     "AsyncTaskGroup": "TaskGroup",
     "adecorate": "decorate",
     "aresolve": "resolve",
+    "areader": "reader",
     "ashielded": "shielded",
     "asleep": "sleep",
     "AsyncBatcher": "Batcher",  # src/pyrate_limiter/_batching.py

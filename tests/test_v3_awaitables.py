@@ -95,6 +95,34 @@ class RoutingFactory(BucketFactory):
         return self.bucket
 
 
+async def test_a_factory_with_async_def_routing_makes_the_limiter_async() -> None:
+    # The 3.x docs' MultiBucketFactory written for an async backend: BucketFactory, async def.
+    clock = FakeClock()
+
+    class AsyncRouting(BucketFactory):
+        def __init__(self) -> None:
+            self.made: dict[str, Any] = {}
+
+        async def wrap_item(self, name: str, weight: int = 1) -> RateItem:  # type: ignore[override]
+            return RateItem(name, clock.now(), weight=weight)
+
+        async def get(self, item: RateItem) -> Any:  # type: ignore[override]
+            if item.name not in self.made:
+                self.made[item.name] = self.create(clock, AsyncInMemoryBucket, [Rate(1, 1000)])
+            return self.made[item.name]
+
+    factory = AsyncRouting()
+    limiter: Any = Limiter(factory, raise_when_fail=False, max_delay=None, buffer_ms=10)
+    assert limiter.buffer_ms == 10
+    assert limiter.bucket_factory.made is factory.made  # the user's factory shows through
+    assert [await limiter.try_acquire(name) for name in ("a", "a", "b")] == [True, False, True]
+    assert [await limiter.try_acquire_async(name) for name in ("a", "b")] == [False, False]
+    assert sorted(limiter.buckets(), key=id) == sorted(factory.made.values(), key=id)
+    clock.advance(1001)
+    assert await limiter.try_acquire("a") is True
+    await limiter.aclose()
+
+
 def test_a_factory_over_a_sync_clock_keeps_try_acquire_plainly_sync() -> None:
     limiter: Any = Limiter(ClockFollowingFactory(TimeClock(), [Rate(2, Duration.MINUTE)]), raise_when_fail=False)
     assert [limiter.try_acquire("k") for _ in range(3)] == [True, True, False]

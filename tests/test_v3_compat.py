@@ -290,7 +290,7 @@ def test_create_sqlite_bucket_and_limiter_with_3x_defaults(tmp_path: Path, monke
 
 
 async def test_factory_limiters_with_async_wrapper(tmp_path: Path) -> None:
-    limiters: list[AsyncLimiter] = [
+    limiters = [
         limiter_factory.create_inmemory_limiter(5, Duration.MINUTE, async_wrapper=True),
         limiter_factory.create_sqlite_limiter(5, Duration.MINUTE, tmp_path / "a.sqlite", async_wrapper=True),
     ]
@@ -402,3 +402,41 @@ def test_leaker_leaks_registered_buckets() -> None:
     assert leaker.deregister(id(bucket))
     assert not leaker.deregister(id(bucket))
     leaker.join()  # with nothing left to leak, the thread ends
+
+
+@pytest.mark.parametrize("spelling", ["Limiter.try_acquire_async", "BucketAsyncWrapper"])
+async def test_an_acquire_cancelled_while_its_thread_decides_counts_once(tmp_path: Path, spelling: str) -> None:
+    # A worker thread cannot be stopped: its decision stands, recorded once, and the limit holds.
+    entered, go = threading.Event(), threading.Event()
+
+    class SlowBucket(SQLiteBucket):
+        def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+            entered.set()
+            go.wait(10)
+            return super().reserve(item, max_delay)
+
+    bucket = SlowBucket.init_from_file([Rate(2, Duration.MINUTE)], db_path=tmp_path / "slow.sqlite")
+    if spelling == "BucketAsyncWrapper":
+        acquire = Limiter(BucketAsyncWrapper(bucket), raise_when_fail=False).try_acquire
+    else:
+        acquire = Limiter(bucket, raise_when_fail=False).try_acquire_async
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(acquire, "k")
+        await anyio.to_thread.run_sync(entered.wait)
+        tasks.cancel_scope.cancel()
+        go.set()
+    assert bucket.count() == 1
+    assert [await acquire("k"), await acquire("k")] == [True, False]
+    assert bucket.count() == 2
+    bucket.close()
+
+
+async def test_try_acquire_async_takes_a_per_call_max_delay() -> None:
+    limiter = Limiter(InMemoryBucket([Rate(1, Duration.MINUTE)]), max_delay=2 * Duration.MINUTE)
+    assert await limiter.try_acquire_async("k")
+    with pytest.raises(LimiterDelayException) as caught:
+        await limiter.try_acquire_async("k", max_delay=10)
+    assert caught.value.meta_info["max_delay"] == 10
+    with pytest.raises(BucketFullException):
+        await limiter.try_acquire_async("k", 1, None)
+    assert limiter.buckets()[0].count() == 1

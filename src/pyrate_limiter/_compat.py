@@ -2,7 +2,9 @@
 
 v3 had one ``Limiter`` for both worlds: ``Limiter(async_bucket)`` followed by
 ``await limiter.try_acquire(...)``. Here the public ``Limiter`` is the sync twin unless what
-it is given is async, in which case construction returns an ``AsyncLimiter``.
+it is given is async, in which case construction returns an ``AsyncLimiter``. Everything v3
+spelled that the core does not (its extra options, ``try_acquire_async``, factories and buckets
+that turn async at run time) is adapted here to the core's interfaces, never copied from it.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import anyio.to_thread
 
 from ._async import AsyncAbstractBucket, AsyncAbstractClock, AsyncBucketFactory, AsyncLimiter
 from ._async.buckets.redis import AsyncRedisBucket, is_async_client
+from ._async.limiter import _LIMITER_DEFAULT as _ASYNC_DEFAULT
 from ._concurrency import acquire_args
-from ._errors import BucketFullException, LimiterDelayException
 from ._rate import Rate, RateItem
 from ._sync import AbstractBucket, AbstractClock, BucketFactory
 from ._sync import Limiter as _SyncLimiter
@@ -28,7 +30,6 @@ from ._sync.buckets.redis import RedisBucket as _SyncRedisBucket
 from ._sync.factory import SingleBucketFactory, as_ms
 from ._sync.limiter import _LIMITER_DEFAULT
 from ._v3 import BucketAsyncWrapper
-from ._window import NEVER
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -48,76 +49,130 @@ class _EitherLimiter(type):
         return super().__subclasscheck__(subclass) or (cls is Limiter and issubclass(subclass, AsyncLimiter))
 
 
-class Limiter(_SyncLimiter, metaclass=_EitherLimiter):
+class _V3Options:
+    """v3's two extra options: accepted, kept as attributes, and of no effect.
+
+    v3 slept ``delay + buffer_ms`` and re-tried its put, which could miss, so it offered to retry
+    until ``max_delay``; here the item's place is reserved when it is decided, at exactly the time
+    it fits, so there is no re-acquire to retry and no buffer to add.
+    """
+
+    def __init__(
+        self,
+        argument: Any,
+        clock: Any = None,
+        raise_when_fail: bool = True,
+        max_delay: float | None = None,
+        retry_until_max_delay: bool = False,
+        buffer_ms: int = 50,
+    ) -> None:
+        super().__init__(argument, clock, raise_when_fail, max_delay)  # type: ignore[call-arg]
+        self.retry_until_max_delay = retry_until_max_delay
+        self.buffer_ms = buffer_ms
+
+
+class _V3AsyncLimiter(_V3Options, AsyncLimiter):
+    """The ``AsyncLimiter`` that ``Limiter(...)`` returns for async arguments, with v3's spellings."""
+
+    async def try_acquire_async(self, name: str, weight: int = 1, max_delay: Any = _ASYNC_DEFAULT) -> bool:
+        """v3's name for ``try_acquire`` on a limiter that is async already."""
+        return await self.try_acquire(name, weight, max_delay)
+
+
+class Limiter(_V3Options, _SyncLimiter, metaclass=_EitherLimiter):
     """The sync limiter; given an async bucket or factory, an ``AsyncLimiter`` instead."""
+
+    _twin: AsyncLimiter | None = None  # decides the async acquires: see _acquire_routed
 
     # Construction may yield the async twin, as v3's single Limiter did.
     @overload
     def __new__(  # type: ignore[misc]
         cls, argument: AsyncAbstractBucket | AsyncBucketFactory, *args: Any, **kwargs: Any
-    ) -> AsyncLimiter: ...
+    ) -> _V3AsyncLimiter: ...
     @overload
     def __new__(
         cls, argument: Rate | list[Rate] | AbstractBucket | BucketFactory, *args: Any, **kwargs: Any
     ) -> Self: ...
     def __new__(cls, argument: Any = None, *args: Any, **kwargs: Any) -> Any:
         if has_async_methods(argument):
-            return AsyncLimiter(as_async_bucket(argument), *args, **kwargs)
+            return _V3AsyncLimiter(as_async_bucket(argument), *args, **kwargs)
+        if isinstance(argument, AsyncAbstractBucket | AsyncBucketFactory):
+            return _V3AsyncLimiter(argument, *args, **kwargs)
         if is_async(argument):
-            return AsyncLimiter(argument, *args, **kwargs)
+            return _V3AsyncLimiter(_AsyncFactory(argument), *args, **kwargs)
         clock = args[0] if args else kwargs.get("clock")
         if isinstance(argument, Rate | list | AbstractBucket) and is_async_clock(clock):
             # v3: an async clock (TimeAsyncClock) made acquires awaitable over any bucket.
             if isinstance(argument, AbstractBucket):
                 argument = BucketAsyncWrapper(argument)
-            return AsyncLimiter(argument, *args, **kwargs)
+            return _V3AsyncLimiter(argument, *args, **kwargs)
         if cls is Limiter and (_user_factory(argument) or _user_clock(argument, clock)):
             # User code decides at each call whether it is async: follow it there.
             return super().__new__(_FollowingLimiter)
         return super().__new__(cls)
 
-    async def try_acquire_async(self, name: str, weight: int = 1) -> bool:  # type: ignore[override]
+    async def try_acquire_async(self, name: str, weight: int = 1, max_delay: Any = _LIMITER_DEFAULT) -> bool:
         """``try_acquire`` for code on an event loop (asyncio or trio), which it never blocks.
 
-        The decision runs in a worker thread (a sync bucket may do I/O); a wait is slept on the
-        loop, and a waiter cancelled before its time gives its reservation back. The generated
-        base class has a sync method of this name; v3 code awaits this one.
+        Routing runs in a worker thread (a factory may do I/O; stamping with one of our clocks
+        does not, and runs inline), then the async twin decides over the bucket seen through
+        ``BucketAsyncWrapper``: a wait is slept on the loop, and a waiter cancelled before its
+        time gives its reservation back. The generated base class has a sync method of this
+        name; v3 code awaits this one.
         """
-        decided: list[Any] = []
+        factory = self.bucket_factory
         try:
-            await anyio.to_thread.run_sync(self._decide, name, weight, decided)
-        except BaseException:
-            # Cancelled while the thread decided: the thread still finished; give back its record.
-            if len(decided) == 4 and decided[3] is None:
-                await _release(decided[1], decided[0], decided[2])
-            raise
-        item, bucket, delay, rate = decided
-        if rate is None:
-            if delay:
-                try:
-                    await anyio.sleep(delay / 1000)
-                except BaseException:
-                    await _release(bucket, item, delay)
-                    raise
-            return True
-        if not self.raise_when_fail:
-            return False
-        if self.max_delay is None or delay == NEVER:
-            raise BucketFullException(item, rate)
-        raise LimiterDelayException(item, rate, delay, self.max_delay)
+            if isinstance(factory, SingleBucketFactory) and factory._read_ns is not None:
+                item, bucket = self._route(name, weight)
+            else:
+                item, bucket = await anyio.to_thread.run_sync(self._route, name, weight)
+        except _Deferred as deferred:
+            return await self._acquire_routed(*await deferred.routed(factory), max_delay)
+        return await self._acquire_routed(item, as_async_bucket(bucket), max_delay)
 
-    def _decide(self, name: str, weight: int, decided: list[Any]) -> None:
-        if type(weight) is not int:
-            raise TypeError(f"weight must be an int, got {weight!r}")
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0, got {weight}")
-        item, bucket = self._route(name, weight)
-        decided += [item, bucket, *bucket.reserve(item, self.max_delay)]
+    async def _acquire_routed(self, item: RateItem, bucket: AsyncAbstractBucket, max_delay: Any) -> bool:
+        """The rest of an acquire whose item and bucket are known, decided by the async twin."""
+        twin = self._twin
+        if twin is None:
+            twin = self._twin = AsyncLimiter([Rate(1, 1)])
+            twin._route = _routed
+        # The options as they are now: v3 code sets them on the limiter after making it.
+        twin.raise_when_fail = self.raise_when_fail
+        if max_delay is _LIMITER_DEFAULT:
+            max_delay = self.max_delay
+        token = _ROUTED.set((item, bucket))
+        try:
+            return await twin.try_acquire(item.name, item.weight, max_delay)
+        finally:
+            _ROUTED.reset(token)
 
 
-async def _release(bucket: AbstractBucket, item: RateItem, delay: int) -> None:
-    with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(bucket.release, RateItem(item.name, item.timestamp + delay, item.weight))
+class _AsyncFactory(AsyncBucketFactory):
+    """A v3 ``BucketFactory`` whose ``wrap_item``, ``get`` or buckets are async, seen through the
+    async interface; every other attribute is the factory's own."""
+
+    def __init__(self, factory: BucketFactory) -> None:
+        self.factory = factory
+
+    async def wrap_item(self, name: str, weight: int = 1) -> RateItem:
+        item: RateItem = await _awaited(self.factory.wrap_item(name, weight))
+        return item
+
+    async def get(self, item: RateItem) -> AsyncAbstractBucket:
+        return as_async_bucket(await _awaited(self.factory.get(item)))
+
+    def get_buckets(self) -> list[AsyncAbstractBucket]:
+        return self.factory.get_buckets()  # type: ignore[return-value]  # v3: of either variant
+
+    def dispose(self, bucket: AsyncAbstractBucket | int) -> bool:
+        return self.factory.dispose(bucket)  # type: ignore[arg-type]
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        self.factory.close()  # its leak thread
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.factory, name)
 
 
 def is_async_clock(clock: Any) -> bool:
@@ -220,13 +275,12 @@ class _FollowingLimiter(Limiter):
         super().__init__(*args, **kwargs)
         self._route = self._route_or_defer
         self._routing = threading.Lock()  # two threads never make one name's bucket twice
-        self._twin: AsyncLimiter | None = None
 
     def try_acquire(self, name: str, weight: int = 1, max_delay: Any = _LIMITER_DEFAULT) -> Any:
         try:
             return super().try_acquire(name, weight, max_delay)
         except _Deferred as deferred:
-            return self._acquire_async(deferred, max_delay)
+            return self._acquire_deferred(deferred, max_delay)
 
     def as_decorator(self) -> Callable[[Callable[..., Any]], Callable[[Callable[..., Any]], Callable[..., Any]]]:
         def with_mapping(mapping: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -257,25 +311,8 @@ class _FollowingLimiter(Limiter):
             _SYNC_BUCKETS.add(kind)
         return item, bucket
 
-    async def _acquire_async(self, deferred: _Deferred, max_delay: Any) -> bool:
-        item = await _awaited(deferred.item)
-        bucket = deferred.bucket
-        if bucket is None:
-            bucket = self.bucket_factory.get(item)
-        bucket = as_async_bucket(await _awaited(bucket))
-        twin = self._twin
-        if twin is None:
-            twin = self._twin = AsyncLimiter([Rate(1, 1)])
-            twin._route = _routed
-        # The options as they are now: v3 code sets them on the limiter after making it.
-        twin.raise_when_fail, twin.max_delay = self.raise_when_fail, self.max_delay
-        token = _ROUTED.set((item, bucket))
-        try:
-            if max_delay is _LIMITER_DEFAULT:  # the sync twin's "use the limiter's", not the async one's
-                return await twin.try_acquire(item.name, item.weight)
-            return await twin.try_acquire(item.name, item.weight, max_delay)
-        finally:
-            _ROUTED.reset(token)
+    async def _acquire_deferred(self, deferred: _Deferred, max_delay: Any) -> bool:
+        return await self._acquire_routed(*await deferred.routed(self.bucket_factory), max_delay)
 
 
 class _Deferred(Exception):
@@ -283,6 +320,12 @@ class _Deferred(Exception):
 
     def __init__(self, item: Any, bucket: Any) -> None:
         self.item, self.bucket = item, bucket
+
+    async def routed(self, factory: BucketFactory) -> tuple[RateItem, AsyncAbstractBucket]:
+        """The item and its bucket, each awaited where routing left an awaitable."""
+        item: RateItem = await _awaited(self.item)
+        bucket = self.bucket if self.bucket is not None else factory.get(item)
+        return item, as_async_bucket(await _awaited(bucket))
 
 
 _ROUTED: contextvars.ContextVar[tuple[RateItem, AsyncAbstractBucket]] = contextvars.ContextVar("pyrate_limiter_routed")

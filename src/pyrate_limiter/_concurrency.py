@@ -209,6 +209,23 @@ def resolve(value: Any) -> Any:
     return value
 
 
+def areader(clock: Any) -> Callable[[], Awaitable[Any]]:
+    """``clock.now`` as a coroutine function, decided once: an async clock's is awaited, a sync one's called."""
+    now = clock.now
+    if inspect.iscoroutinefunction(now):
+        return now  # type: ignore[no-any-return]
+
+    async def read() -> Any:
+        return now()
+
+    return read
+
+
+def reader(clock: Any) -> Callable[[], Any]:
+    """``clock.now``, which the sync API calls: a reading that is no time is refused where it is read."""
+    return clock.now  # type: ignore[no-any-return]
+
+
 # -- guarding a user's bucket factory -------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Literal, overload
 
-from ._compat import Limiter
+from ._compat import Limiter, _V3AsyncLimiter
 from ._rate import Duration, Rate
 from ._sync.buckets.in_memory import InMemoryBucket
 from ._sync.buckets.sqlite import SQLiteBucket
@@ -66,7 +66,7 @@ def create_sqlite_limiter(
     use_file_lock: bool = ...,
     *,
     async_wrapper: Literal[True],
-) -> AsyncLimiter: ...
+) -> _V3AsyncLimiter: ...
 def create_sqlite_limiter(
     rate_per_duration: int = 3,
     duration: int | Duration = Duration.SECOND,
@@ -102,7 +102,7 @@ def create_inmemory_limiter(
     buffer_ms: int = ...,
     *,
     async_wrapper: Literal[True],
-) -> AsyncLimiter: ...
+) -> _V3AsyncLimiter: ...
 def create_inmemory_limiter(
     rate_per_duration: int = 3,
     duration: int | Duration = Duration.SECOND,

@@ -20,7 +20,7 @@ from pyrate_limiter import (
 )
 from pyrate_limiter._concurrency import AsyncTaskGroup
 
-from ..fake_clock import T0, FakeClock
+from ..fake_clock import FakeClock
 
 if TYPE_CHECKING:
     from pyrate_limiter import AsyncAbstractBucket
@@ -233,21 +233,6 @@ async def test_factory_routes_each_name_to_its_own_bucket() -> None:
     assert [await limiter.try_acquire(name) for name in "aabbab"] == [True, True, True, True, False, False]
     assert len(factory.get_buckets()) == 2
     await limiter.aclose()
-
-
-async def test_factory_accepts_v3_sync_routing_methods() -> None:
-    bucket = AsyncInMemoryBucket([Rate(1, 1000)])
-
-    class PlainRouting(AsyncBucketFactory):
-        def wrap_item(self, name: str, weight: int = 1) -> RateItem:  # type: ignore[override,unused-ignore]
-            return RateItem(name, T0, weight=weight)
-
-        def get(self, item: RateItem) -> AsyncAbstractBucket:  # type: ignore[override,unused-ignore]
-            return bucket
-
-    limiter = AsyncLimiter(PlainRouting(), raise_when_fail=False)
-    assert await limiter.try_acquire("k")
-    assert not await limiter.try_acquire("k")
 
 
 async def test_a_subclassed_clock_is_asked_not_bypassed() -> None:

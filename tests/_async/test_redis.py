@@ -304,7 +304,7 @@ async def test_deleting_the_users_key_resets_the_bucket_completely(
         assert await bucket.count() == 3
     finally:
         await bucket.flush()
-        await aresolve(bucket.aclose())
+        await bucket.aclose()
 
 
 async def test_a_3x_log_found_at_the_key_is_cleared_on_first_use(client: Any) -> None:

@@ -21,7 +21,7 @@ from pyrate_limiter import (
 )
 from pyrate_limiter._concurrency import TaskGroup
 
-from ..fake_clock import T0, FakeClock
+from ..fake_clock import FakeClock
 
 if TYPE_CHECKING:
     from pyrate_limiter import AbstractBucket
@@ -234,21 +234,6 @@ def test_factory_routes_each_name_to_its_own_bucket() -> None:
     assert [limiter.try_acquire(name) for name in "aabbab"] == [True, True, True, True, False, False]
     assert len(factory.get_buckets()) == 2
     limiter.close()
-
-
-def test_factory_accepts_v3_sync_routing_methods() -> None:
-    bucket = InMemoryBucket([Rate(1, 1000)])
-
-    class PlainRouting(BucketFactory):
-        def wrap_item(self, name: str, weight: int = 1) -> RateItem:  # type: ignore[override,unused-ignore]
-            return RateItem(name, T0, weight=weight)
-
-        def get(self, item: RateItem) -> AbstractBucket:  # type: ignore[override,unused-ignore]
-            return bucket
-
-    limiter = Limiter(PlainRouting(), raise_when_fail=False)
-    assert limiter.try_acquire("k")
-    assert not limiter.try_acquire("k")
 
 
 def test_a_subclassed_clock_is_asked_not_bypassed() -> None:

@@ -305,7 +305,7 @@ def test_deleting_the_users_key_resets_the_bucket_completely(
         assert bucket.count() == 3
     finally:
         bucket.flush()
-        resolve(bucket.close())
+        bucket.close()
 
 
 def test_a_3x_log_found_at_the_key_is_cleared_on_first_use(client: Any) -> None:

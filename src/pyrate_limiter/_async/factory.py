@@ -8,11 +8,13 @@ import weakref
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from .._concurrency import AsyncEvent, AsyncRoutingLock, AsyncTaskGroup, aresolve
+from .._concurrency import AsyncEvent, AsyncRoutingLock, AsyncTaskGroup, areader
 from .._rate import RateItem
 from .clocks import AsyncTimeClock, ns_reader
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from typing_extensions import Self
 
     from .buckets.base import AsyncAbstractBucket
@@ -52,12 +54,14 @@ class AsyncBucketFactory(ABC):
         """The bucket ``item`` belongs in."""
 
     async def route(self, name: str, weight: int) -> tuple[RateItem, AsyncAbstractBucket]:
-        """Stamp and route one item: ``wrap_item`` then ``get``, which may be sync or async.
+        """Stamp and route one item: ``wrap_item`` then ``get``.
 
         The sync variant holds a lock meanwhile, so a factory that makes buckets on demand never
         makes two for one name. Override it only to route faster than that.
         """
-        return await route_through(self, self._routing_lock, name, weight)
+        with self._routing_lock:
+            item = await self.wrap_item(name, weight)
+            return item, await self.get(item)
 
     def create(self, *args: Any, **kwargs: Any) -> AsyncAbstractBucket:
         """Make a bucket and schedule its leak: ``create([clock,] bucket_class, *args, **kwargs)``.
@@ -76,7 +80,7 @@ class AsyncBucketFactory(ABC):
     def schedule_leak(self, bucket: AsyncAbstractBucket, clock: AsyncAbstractClock | Any) -> None:
         """Leak ``bucket`` every ``leak_interval`` ms at the time ``clock`` tells."""
         leaker = self._leak
-        leaker.buckets[bucket] = clock
+        leaker.buckets[bucket] = (clock, areader(clock))
         if not leaker.started:
             leaker.started = True
             leaker.tasks.start_soon(_leak_loop, weakref.ref(self), leaker.closed)
@@ -110,9 +114,9 @@ class AsyncBucketFactory(ABC):
         await leaker.tasks.__aexit__(*exc_info)
 
     async def _leak_all(self) -> None:
-        for bucket, clock in list(self._leak.buckets.items()):
+        for bucket, (clock, now) in list(self._leak.buckets.items()):
             try:
-                await bucket.leak(await aresolve(clock.now()))
+                await bucket.leak(as_ms(await now(), clock))
             except Exception:
                 # Housekeeping must outlive a backend blip; the next put reports the outage.
                 logger.warning("leaking bucket %r failed", bucket, exc_info=True)
@@ -125,10 +129,11 @@ class AsyncSingleBucketFactory(AsyncBucketFactory):
         self.bucket = bucket
         self.clock = clock
         self._read_ns = ns_reader(clock)
+        self._now = areader(clock)
         self.schedule_leak(bucket, clock)
 
     async def wrap_item(self, name: str, weight: int = 1) -> RateItem:
-        return RateItem(name, as_ms(await aresolve(self.clock.now()), self.clock), weight)
+        return RateItem(name, as_ms(await self._now(), self.clock), weight)
 
     async def get(self, item: RateItem) -> AsyncAbstractBucket:
         return self.bucket
@@ -143,9 +148,9 @@ class AsyncSingleBucketFactory(AsyncBucketFactory):
         if read_ns is not None:
             item.timestamp = read_ns() // 1_000_000
             return item, self.bucket
-        now = self.clock.now()
-        if type(now) is not int:  # an async clock, or a sync one returning a float
-            now = as_ms(await aresolve(now), self.clock)
+        now = await self._now()
+        if type(now) is not int:  # a float, or no time at all
+            now = as_ms(now, self.clock)
         item.timestamp = now
         return item, self.bucket
 
@@ -154,7 +159,7 @@ class _Leaker:
     """A factory's leak schedule: which buckets, at what clock, and how to stop."""
 
     def __init__(self) -> None:
-        self.buckets: dict[AsyncAbstractBucket, Any] = {}
+        self.buckets: dict[AsyncAbstractBucket, tuple[Any, Callable[[], Awaitable[Any]]]] = {}  # clock, its now
         self.tasks = AsyncTaskGroup()
         self.closed = AsyncEvent()
         self.started = False
@@ -167,15 +172,6 @@ def as_ms(now: Any, clock: Any) -> int:
     if isinstance(now, int | float) and not isinstance(now, bool) and math.isfinite(now):
         return int(now)
     raise TypeError(f"{clock!r}.now() must return milliseconds as an int, got {now!r}")
-
-
-async def route_through(
-    factory: Any, lock: AsyncRoutingLock, name: str, weight: int
-) -> tuple[RateItem, AsyncAbstractBucket]:
-    """``factory.wrap_item`` then ``factory.get`` under ``lock``, for any v3-shaped factory."""
-    with lock:
-        item = await aresolve(factory.wrap_item(name, weight))
-        return item, await aresolve(factory.get(item))
 
 
 async def _leak_loop(factory_ref: weakref.ref[AsyncBucketFactory], closed: AsyncEvent) -> None:

@@ -9,11 +9,13 @@ import weakref
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from .._concurrency import Event, RoutingLock, TaskGroup, resolve
+from .._concurrency import Event, RoutingLock, TaskGroup, reader
 from .._rate import RateItem
 from .clocks import TimeClock, ns_reader
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from typing_extensions import Self
 
     from .buckets.base import AbstractBucket
@@ -53,12 +55,14 @@ class BucketFactory(ABC):
         """The bucket ``item`` belongs in."""
 
     def route(self, name: str, weight: int) -> tuple[RateItem, AbstractBucket]:
-        """Stamp and route one item: ``wrap_item`` then ``get``, which may be sync or async.
+        """Stamp and route one item: ``wrap_item`` then ``get``.
 
         The sync variant holds a lock meanwhile, so a factory that makes buckets on demand never
         makes two for one name. Override it only to route faster than that.
         """
-        return route_through(self, self._routing_lock, name, weight)
+        with self._routing_lock:
+            item = self.wrap_item(name, weight)
+            return item, self.get(item)
 
     def create(self, *args: Any, **kwargs: Any) -> AbstractBucket:
         """Make a bucket and schedule its leak: ``create([clock,] bucket_class, *args, **kwargs)``.
@@ -77,7 +81,7 @@ class BucketFactory(ABC):
     def schedule_leak(self, bucket: AbstractBucket, clock: AbstractClock | Any) -> None:
         """Leak ``bucket`` every ``leak_interval`` ms at the time ``clock`` tells."""
         leaker = self._leak
-        leaker.buckets[bucket] = clock
+        leaker.buckets[bucket] = (clock, reader(clock))
         if not leaker.started:
             leaker.started = True
             leaker.tasks.start_soon(_leak_loop, weakref.ref(self), leaker.closed)
@@ -111,9 +115,9 @@ class BucketFactory(ABC):
         leaker.tasks.__exit__(*exc_info)
 
     def _leak_all(self) -> None:
-        for bucket, clock in list(self._leak.buckets.items()):
+        for bucket, (clock, now) in list(self._leak.buckets.items()):
             try:
-                bucket.leak(resolve(clock.now()))
+                bucket.leak(as_ms(now(), clock))
             except Exception:
                 # Housekeeping must outlive a backend blip; the next put reports the outage.
                 logger.warning("leaking bucket %r failed", bucket, exc_info=True)
@@ -126,10 +130,11 @@ class SingleBucketFactory(BucketFactory):
         self.bucket = bucket
         self.clock = clock
         self._read_ns = ns_reader(clock)
+        self._now = reader(clock)
         self.schedule_leak(bucket, clock)
 
     def wrap_item(self, name: str, weight: int = 1) -> RateItem:
-        return RateItem(name, as_ms(resolve(self.clock.now()), self.clock), weight)
+        return RateItem(name, as_ms(self._now(), self.clock), weight)
 
     def get(self, item: RateItem) -> AbstractBucket:
         return self.bucket
@@ -144,9 +149,9 @@ class SingleBucketFactory(BucketFactory):
         if read_ns is not None:
             item.timestamp = read_ns() // 1_000_000
             return item, self.bucket
-        now = self.clock.now()
-        if type(now) is not int:  # an async clock, or a sync one returning a float
-            now = as_ms(resolve(now), self.clock)
+        now = self._now()
+        if type(now) is not int:  # a float, or no time at all
+            now = as_ms(now, self.clock)
         item.timestamp = now
         return item, self.bucket
 
@@ -155,7 +160,7 @@ class _Leaker:
     """A factory's leak schedule: which buckets, at what clock, and how to stop."""
 
     def __init__(self) -> None:
-        self.buckets: dict[AbstractBucket, Any] = {}
+        self.buckets: dict[AbstractBucket, tuple[Any, Callable[[], Awaitable[Any]]]] = {}  # clock, its now
         self.tasks = TaskGroup()
         self.closed = Event()
         self.started = False
@@ -168,15 +173,6 @@ def as_ms(now: Any, clock: Any) -> int:
     if isinstance(now, int | float) and not isinstance(now, bool) and math.isfinite(now):
         return int(now)
     raise TypeError(f"{clock!r}.now() must return milliseconds as an int, got {now!r}")
-
-
-def route_through(
-    factory: Any, lock: RoutingLock, name: str, weight: int
-) -> tuple[RateItem, AbstractBucket]:
-    """``factory.wrap_item`` then ``factory.get`` under ``lock``, for any v3-shaped factory."""
-    with lock:
-        item = resolve(factory.wrap_item(name, weight))
-        return item, resolve(factory.get(item))
 
 
 def _leak_loop(factory_ref: weakref.ref[BucketFactory], closed: Event) -> None:

@@ -3,18 +3,17 @@
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import TYPE_CHECKING, Any
 
-from .._concurrency import RoutingLock, decorate, resolve, shielded, sleep
+from .._concurrency import decorate, shielded, sleep
 from .._errors import BucketFullException, LimiterDelayException
 from .._rate import Rate, RateItem
 from .._window import FOREVER, NEVER
 from .buckets.base import AbstractBucket
 from .buckets.in_memory import InMemoryBucket
 from .clocks import TimeClock
-from .factory import BucketFactory, SingleBucketFactory, route_through
+from .factory import BucketFactory, SingleBucketFactory
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -39,12 +38,6 @@ class Limiter:
     :param max_delay: how long (ms) an acquire may wait for room; ``None`` never waits and
         ``math.inf`` waits as long as it takes. The wait is exact: the item's place is reserved
         at the moment it fits.
-    :param retry_until_max_delay: accepted for v3 code and kept as an attribute; it changes
-        nothing: the one exact reservation already succeeds whenever any wait within
-        ``max_delay`` would, so there is never a failed re-acquire to retry.
-    :param buffer_ms: accepted for v3 code and kept as an attribute; it changes nothing: v3
-        slept this much longer than needed because its re-acquire could miss, while a
-        reservation here is recorded at the exact time it fits.
     """
 
     def __init__(
@@ -53,23 +46,13 @@ class Limiter:
         clock: AbstractClock | Any = None,
         raise_when_fail: bool = True,
         max_delay: float | None = None,
-        retry_until_max_delay: bool = False,
-        buffer_ms: int = 50,
     ) -> None:
         self.max_delay = _check_max_delay(max_delay)
-        self.retry_until_max_delay = retry_until_max_delay
-        self.buffer_ms = buffer_ms
         self.raise_when_fail = raise_when_fail
         if clock is not None and not callable(getattr(clock, "now", None)):
             raise TypeError(f"clock must have a now() returning ms, got {clock!r}")
         self.bucket_factory = _factory_for(argument, clock if clock is not None else TimeClock())
-        factory = self.bucket_factory
-        # A v3 factory of the other variant (v3 let one factory serve both) is routed our way.
-        self._route = (
-            factory.route
-            if isinstance(factory, BucketFactory)
-            else functools.partial(route_through, factory, RoutingLock())
-        )
+        self._route = self.bucket_factory.route
 
     def try_acquire(self, name: str, weight: int = 1, max_delay: float | None = _LIMITER_DEFAULT) -> bool:
         """Admit one item of ``weight`` under ``name``, waiting up to ``max_delay`` ms if allowed.
@@ -91,7 +74,7 @@ class Limiter:
         try:
             delay, rate = bucket.reserve(item, max_delay)
         except TypeError as error:
-            # The MRO, not isinstance: for v3 code the compat layer makes async buckets AbstractBuckets too.
+            # The MRO, not isinstance: the compat layer registers each variant's buckets with the other's.
             if AbstractBucket in type(bucket).__mro__:
                 raise
             raise TypeError(f"{bucket!r} is a bucket of the other variant than {self!r}") from error
@@ -104,10 +87,6 @@ class Limiter:
         if max_delay is None or delay == NEVER:
             raise BucketFullException(item, rate)
         raise LimiterDelayException(item, rate, delay, max_delay)
-
-    def try_acquire_async(self, name: str, weight: int = 1) -> bool:
-        """v3's name for ``try_acquire``, kept for code written against v3."""
-        return self.try_acquire(name, weight)
 
     def as_decorator(self) -> Callable[[Callable[..., Any]], _Wrap]:
         """``limiter.as_decorator()(mapping)(func)``: admit each call of ``func`` first.
@@ -135,14 +114,14 @@ class Limiter:
 
     def close(self) -> None:
         """Stop the factory's leak. Buckets stay open: their connections belong to whoever made them."""
-        resolve(_method(self.bucket_factory, "close", "close")())
+        self.bucket_factory.close()
 
     def __enter__(self) -> Self:
-        resolve(_method(self.bucket_factory, "__enter__")())
+        self.bucket_factory.__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        resolve(_method(self.bucket_factory, "__exit__")(*exc_info))
+        self.bucket_factory.__exit__(*exc_info)
 
     def _wait_for(self, bucket: AbstractBucket, item: RateItem, delay: int) -> None:
         try:
@@ -167,29 +146,12 @@ def _check_max_delay(max_delay: float | None) -> int | None:
     return FOREVER if math.isinf(max_delay) else math.floor(max_delay)
 
 
-def _method(factory: Any, *names: str) -> Callable[..., Any]:
-    """The first of ``factory``'s methods by these names, or a no-op.
-
-    A v3 factory of the other variant (a ``BucketFactory`` routed to the async limiter) has
-    ``close`` but none of the async hooks; its leak thread needs no entering.
-    """
-    for name in names:
-        method = getattr(factory, name, None)
-        if method is not None:
-            return method  # type: ignore[no-any-return]
-    return _nothing
-
-
-def _nothing(*args: object) -> None:
-    return None
-
-
 def _factory_for(argument: Any, clock: Any) -> BucketFactory:
     if isinstance(argument, Rate):
         argument = [argument]
     if isinstance(argument, list):
         return SingleBucketFactory(InMemoryBucket(argument), clock)
-    if hasattr(argument, "wrap_item") and hasattr(argument, "get"):
+    if BucketFactory in type(argument).__mro__:  # not isinstance: see try_acquire
         return argument  # type: ignore[no-any-return]
     if hasattr(argument, "put") and hasattr(argument, "rates"):
         return SingleBucketFactory(argument, clock)
