@@ -63,10 +63,10 @@ REPLACEMENTS = {
     "arun_blocking": "run_blocking",
     # sqlite (src/pyrate_limiter/_async/buckets/sqlite.py and its tests)
     "AsyncConnectionOwningSQLiteBucket": "ConnectionOwningSQLiteBucket",
-    "AsyncLock": "Lock",
     "AsyncSQLiteBucket": "SQLiteBucket",
     "AsyncSQLiteClock": "SQLiteClock",
     "AsyncSQLiteConnection": "SQLiteConnection",
+    "async_driver": "driver",  # src/pyrate_limiter/_drivers/sqlite.py
     # redis (src/pyrate_limiter/_async/buckets/redis.py and its tests)
     "AsyncClientOwningRedisBucket": "ClientOwningRedisBucket",
     "AsyncRedisBucket": "RedisBucket",

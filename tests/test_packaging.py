@@ -98,6 +98,11 @@ def sdist_names(sdist: Path) -> set[str]:
         return {name.partition("/")[2] for name in archive.getnames()}
 
 
+def sql_files() -> set[str]:
+    """The statement files the drivers load at import (``_drivers/*.sql``), relative to the package."""
+    return {path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.sql")}
+
+
 def twin_modules() -> set[str]:
     """Every module the generated sync variant must hold, named from the async source."""
     return {path.relative_to(PACKAGE / "_async").as_posix() for path in (PACKAGE / "_async").rglob("*.py")}
@@ -109,6 +114,15 @@ def test_wheel_ships_generated_sync_code_and_py_typed(dists: Dists) -> None:
         missing = {f"pyrate_limiter/_sync/{m}" for m in twin_modules()} - names
         assert not missing, f"{wheel.name} lacks {sorted(missing)}"
         assert "pyrate_limiter/py.typed" in names
+
+
+def test_wheel_and_sdist_ship_the_sql_files(dists: Dists) -> None:
+    assert "_drivers/sqlite.sql" in sql_files()
+    for wheel in (dists.wheel, dists.sdist_wheel):
+        missing = {f"pyrate_limiter/{f}" for f in sql_files()} - wheel_names(wheel)
+        assert not missing, f"{wheel.name} lacks {sorted(missing)}"
+    missing = {f"src/pyrate_limiter/{f}" for f in sql_files()} - sdist_names(dists.sdist)
+    assert not missing, f"{dists.sdist.name} lacks {sorted(missing)}"
 
 
 def test_sdist_ships_generated_sync_code_py_typed_and_its_build_hook(dists: Dists) -> None:

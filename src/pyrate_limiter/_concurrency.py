@@ -1,7 +1,8 @@
 """Runtime twins: each async primitive beside its sync counterpart, reviewed side by side.
 
 ``scripts/run_unasync.py`` maps every async name here to its twin (``AsyncEvent`` -> ``Event``,
-``asleep`` -> ``sleep``, ...). Anything that must differ between the variants lives here.
+``asleep`` -> ``sleep``, ...). Anything that must differ between the variants lives here and in
+``_drivers/`` (each store's async driver beside its blocking twin).
 """
 
 from __future__ import annotations
@@ -304,7 +305,7 @@ def acquire_args(mapped: Any) -> tuple[str, int]:
     raise TypeError(f"a decorator's mapping must return a str or a (str, int) tuple, got {mapped!r}")
 
 
-# -- a lock held across awaits (the SQLite bucket: one connection's transactions) -----------
+# -- a lock held across awaits (the SQLite drivers: one connection's transactions) ----------
 
 AsyncLock = anyio.Lock
 Lock = threading.Lock

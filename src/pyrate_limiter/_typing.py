@@ -17,10 +17,10 @@ if TYPE_CHECKING:
     RedisClient: TypeAlias = "redis.Redis | redis.cluster.RedisCluster"
     AsyncRedisClient: TypeAlias = "redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"
 
-    # -- sqlite (buckets/sqlite.py): aiosqlite's connection, and its sync twin
+    # -- sqlite (buckets/sqlite.py): the async bucket takes aiosqlite's connection or sqlite3's
     import sqlite3
 
     import aiosqlite
 
     SQLiteConnection: TypeAlias = sqlite3.Connection
-    AsyncSQLiteConnection: TypeAlias = aiosqlite.Connection
+    AsyncSQLiteConnection: TypeAlias = "aiosqlite.Connection | sqlite3.Connection"

@@ -34,6 +34,8 @@ from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from ._rate import Rate, RateItem
 
 NEVER = -1
@@ -53,6 +55,44 @@ def span(interval: int) -> int:
     The one place the closed window is stated; every backend computes with spans, never intervals.
     """
     return interval + 1
+
+
+# -- the rule in the form of a store that reads a bucket's state in one query (SQLite) ---------
+
+
+def judged_at(t: int, trimmed: int | None, longest: int) -> int:
+    """When an item stamped ``t`` is judged and recorded: not before the newest trimmed stamp plus the longest span."""
+    return t if trimmed is None else max(t, trimmed + longest)
+
+
+def horizon(t: int, longest: int) -> int:
+    """The newest stamp that no window at ``t`` or later holds: entries at or before it are trimmed."""
+    return t - longest
+
+
+def earliest_fit(
+    t: int, weight: int, rates: Sequence[tuple[int, int]], total: int, base: int, firsts: Sequence[int]
+) -> tuple[int, int | None]:
+    """The earliest time ``>= t`` an item of ``weight`` fits, and the index of the rate that pushed it past ``t``.
+
+    ``SlidingLog._earliest`` with every rate's lookup done beforehand: ``rates[i]`` is
+    ``(limit, span)``, ``firsts[i]`` the timestamp of the first entry whose ``cum`` reaches
+    ``total + weight - limit``, ``base`` the ``cum`` of the last trimmed entry.
+    """
+    at, blocking = t, None
+    for i, (limit, stamps) in enumerate(rates):
+        if total + weight - limit <= base:
+            continue  # room in this rate at any time
+        if weight > limit:
+            return NEVER, i
+        if firsts[i] + stamps > at:
+            at, blocking = firsts[i] + stamps, i
+    return at, blocking
+
+
+def wait(t: int, at: int) -> int:
+    """The wait reported for an item stamped ``t`` that fits at ``at``: ``NEVER`` stays ``NEVER``."""
+    return NEVER if at == NEVER else at - t
 
 
 _COMPACT_AT = 4096

@@ -6,34 +6,28 @@ Each decision is one ``BEGIN IMMEDIATE`` transaction, so SQLite's own lock makes
 
 from __future__ import annotations
 
-import contextlib
 import os
-import sqlite3
 import sys
 import tempfile
-import threading
-import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..._concurrency import Lock, run_blocking, shielded, sleep
-from ..._errors import BackendError, reason
+from ..._concurrency import run_blocking, sleep
+from ..._drivers.sqlite import SQL, TableSQL, driver, open_file
+from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
-from ..._window import NEVER, UNSTORABLE, span
+from ..._window import NEVER, UNSTORABLE, earliest_fit, horizon, judged_at, span, wait
 from ..clocks import AbstractClock
 from .base import ReservingBucket
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, MutableMapping, Sequence
+    from collections.abc import Generator, Sequence
 
     from typing_extensions import Self
 
+    from ..._drivers.sqlite import Query, Rows, Steps
     from ..._rate import Rate
     from ..._typing import SQLiteConnection
-
-    Query = tuple[str, Sequence[Any]]
-    Rows = list[Any]
-    Steps = Generator[Query, Rows, Any]
 
 DEFAULT_TABLE = "rate_bucket"
 _SETUP_ATTEMPTS = 20
@@ -63,7 +57,7 @@ class SQLiteBucket(ReservingBucket):
     def __init__(
         self,
         rates: list[Rate],
-        conn: SQLiteConnection | sqlite3.Connection,
+        conn: SQLiteConnection,
         table: str = DEFAULT_TABLE,
         *,
         synchronous: Synchronous | None = "NORMAL",
@@ -76,7 +70,7 @@ class SQLiteBucket(ReservingBucket):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL, EXTRA or None, got {synchronous!r}")
         self.table = table
         self.conn = conn
-        self._db = _Database(conn, f"SQLiteBucket (table {table!r})")
+        self._db = driver(conn, f"SQLiteBucket (table {table!r})")
         self._owns_conn = False
         self._ready = False
         self._synchronous = synchronous
@@ -84,7 +78,7 @@ class SQLiteBucket(ReservingBucket):
         self._longest = span(self.rates[-1].interval)
         self._rates = [(rate.limit, span(rate.interval)) for rate in self.rates]
         self._unstorable = max(UNSTORABLE, self.rates[-1].limit)
-        self._sql = _Statements(table, self._rates)
+        self._sql = TableSQL.of(table, (rate.limit for rate in self.rates))
 
     @classmethod
     def init_from_file(
@@ -107,7 +101,7 @@ class SQLiteBucket(ReservingBucket):
         :param timeout: seconds a decision waits for another process's transaction (busy timeout).
         """
         path = default_db_path() if db_path is None else os.fspath(db_path)
-        conn = run_blocking(_open_file, path, timeout)
+        conn = run_blocking(open_file, path, timeout)
         try:
             bucket = cls(rates, conn, table, synchronous=synchronous)
         except BaseException:
@@ -134,7 +128,7 @@ class SQLiteBucket(ReservingBucket):
     def leak(self, current_timestamp: int | None = None) -> int:
         if current_timestamp is None:
             return 0  # v3: no time given, nothing is known to be outdated
-        result: int = self._run(self._leak_steps(current_timestamp - self._longest), write=True)
+        result: int = self._run(self._leak_steps(horizon(current_timestamp, self._longest)), write=True)
         return result
 
     def flush(self) -> None:
@@ -189,12 +183,9 @@ class SQLiteBucket(ReservingBucket):
     def _setup_steps(self, create: bool) -> Steps:
         if self._synchronous is not None:
             # WAL: readers never block the writer, and a commit appends instead of rewriting.
-            yield "PRAGMA journal_mode=WAL", ()
-            yield f"PRAGMA synchronous={self._synchronous}", ()
-        if create:
-            yield self._sql.create_table, ()
-        else:
-            yield self._sql.probe, ()
+            yield SQL["wal"], ()
+            yield SQL["synchronous"].format(synchronous=self._synchronous), ()
+        yield (self._sql.create_table if create else self._sql.probe), ()
 
     def _decide_steps(
         self, name: str, t: int, weight: int, max_delay: int | None, record: bool
@@ -205,24 +196,16 @@ class SQLiteBucket(ReservingBucket):
         # An item stamped before a trim (its process waited for the lock) is decided and recorded
         # no earlier than where its windows hold no trimmed entry: their weight is unknown.
         # Rows still due for trimming change nothing: they end every window before ``t``.
-        start = t if trimmed is None else max(t, trimmed + self._longest)
-        at, blocking = start, None
-        for i, (limit, stamps) in enumerate(self._rates):
-            if total + weight - limit <= base:
-                continue
-            if weight > limit:
-                at, blocking = NEVER, i
-                break
-            fits = firsts[i] + stamps
-            if fits > at:
-                at, blocking = fits, i
+        start = judged_at(t, trimmed, self._longest)
+        at, blocking = earliest_fit(start, weight, self._rates, total, base, firsts)
         if not record:
-            return (NEVER if at == NEVER else at - t), blocking, t  # from its own stamp, as in _window
+            return wait(t, at), blocking, t  # from its own stamp, as in _window
         # Delays count from the decided time: the item is restamped with it (see _window).
         delay = at - start
-        if oldest is not None and oldest <= t - self._longest:
-            yield self._sql.trim, (t - self._longest,)
-            yield self._sql.mark, (t - self._longest,)
+        bound = horizon(t, self._longest)
+        if oldest is not None and oldest <= bound:
+            yield self._sql.trim, (bound,)
+            yield self._sql.mark, (bound,)
         if at == NEVER:
             return NEVER, blocking, start
         if blocking is not None and (max_delay is None or delay > max_delay):
@@ -248,10 +231,10 @@ class SQLiteBucket(ReservingBucket):
             yield self._sql.shift, (-weight, gone)
             yield self._sql.unshift, ()
 
-    def _leak_steps(self, horizon: int) -> Generator[Query, Rows, int]:
-        rows = yield self._sql.trimmed, (horizon,)
-        yield self._sql.trim, (horizon,)
-        yield self._sql.mark, (horizon,)
+    def _leak_steps(self, bound: int) -> Generator[Query, Rows, int]:
+        rows = yield self._sql.trimmed, (bound,)
+        yield self._sql.trim, (bound,)
+        yield self._sql.mark, (bound,)
         return int(rows[0][0])
 
 
@@ -261,19 +244,19 @@ class SQLiteClock(AbstractClock):
     :param conn: the connections ``AsyncSQLiteBucket`` takes, or such a bucket (its connection).
     """
 
-    def __init__(self, conn: SQLiteConnection | sqlite3.Connection | SQLiteBucket) -> None:
-        self._db = conn._db if isinstance(conn, SQLiteBucket) else _Database(conn, "SQLiteClock")
+    def __init__(self, conn: SQLiteConnection | SQLiteBucket) -> None:
+        self._db = conn._db if isinstance(conn, SQLiteBucket) else driver(conn, "SQLiteClock")
         self._owns_conn = False
 
     @classmethod
     def default(cls) -> Self:
         """A clock over a private in-memory database, closed by ``aclose``."""
-        clock = cls(sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None))
+        clock = cls(open_file(":memory:"))
         clock._owns_conn = True
         return clock
 
     def now(self) -> int:
-        rows: Rows = self._db.run(_one(_NOW, ()), write=False)
+        rows: Rows = self._db.run(_one(SQL["now"], ()), write=False)
         return int(rows[0][0])
 
     def close(self) -> None:
@@ -304,114 +287,6 @@ def default_db_path() -> str:
     return str(folder / "buckets.sqlite")
 
 
-class _Database:
-    """Runs steps on one connection: awaited on an async driver, in a worker thread on sqlite3.
-
-    Steps of one connection never interleave (a transaction belongs to the connection, not to
-    the bucket), so every bucket and clock on it shares one lock.
-    """
-
-    def __init__(self, conn: SQLiteConnection | sqlite3.Connection, owner: str) -> None:
-        self._owner = owner
-        # Decided once: a sqlite3 connection runs each transaction in one worker thread call
-        # (the only way under trio); anything else is the async driver's connection, awaited.
-        if isinstance(conn, sqlite3.Connection):
-            self._blocking: sqlite3.Connection | None = conn
-            self._native: SQLiteConnection | None = None
-            self._lock: Any = _shared(_THREAD_LOCKS, id(conn), threading.Lock)
-        # "__aenter__" becomes "__enter__" in the sync twin, which aiosqlite lacks: it is refused there.
-        elif hasattr(conn, "execute") and hasattr(conn, "in_transaction") and hasattr(conn, "__enter__"):
-            self._native, self._blocking = conn, None
-            self._lock = _shared(_TASK_LOCKS, conn, Lock)
-        else:
-            raise TypeError(f"conn must be an SQLite connection for {owner}, got {conn!r}")
-
-    def run(self, steps: Steps, *, write: bool) -> Any:
-        """Run ``steps``, in one ``BEGIN IMMEDIATE`` transaction if ``write``, and return their result.
-
-        :raises BackendError: SQLite failed (read-only or corrupt file, disk full, busy for longer
-            than the busy timeout); the transaction was rolled back, nothing was recorded.
-        """
-        try:
-            if self._native is None:
-                return run_blocking(_run_blocking, self._blocking, self._lock, steps, write)
-            return self._run_native(steps, write)
-        except sqlite3.Error as error:
-            raise BackendError(f"the SQLite backend of {self._owner} failed: {reason(error)}") from error
-
-    def _run_native(self, steps: Steps, write: bool) -> Any:
-        conn = self._native
-        assert conn is not None
-        with self._lock:
-            if write:
-                conn.execute("BEGIN IMMEDIATE")
-            try:
-                query = next(steps)
-                while True:
-                    cursor = conn.execute(*query)
-                    rows = cursor.fetchall() if cursor.description else []
-                    query = steps.send(list(rows))
-            except StopIteration as done:
-                if write:
-                    conn.execute("COMMIT")
-                return done.value
-            except BaseException:
-                if write:
-                    shielded(self._rollback)
-                raise
-
-    def _rollback(self) -> None:
-        # Unconditional: a cancelled call may still be queued on the driver's thread (even the
-        # BEGIN itself), and this ROLLBACK runs after it.
-        assert self._native is not None
-        with contextlib.suppress(sqlite3.OperationalError):  # no transaction was open
-            self._native.execute("ROLLBACK")
-
-    def close(self) -> None:
-        if self._native is None:
-            run_blocking(_close_blocking, self._blocking, self._lock)
-        else:
-            self._native.close()
-
-
-def _run_blocking(conn: sqlite3.Connection, lock: threading.Lock, steps: Steps, write: bool) -> Any:
-    """The same transaction as ``_Database._run_native``, in the calling thread: one worker call."""
-    with lock:
-        if write:
-            conn.execute("BEGIN IMMEDIATE")
-        try:
-            query = next(steps)
-            while True:
-                cursor = conn.execute(*query)
-                rows = cursor.fetchall() if cursor.description else []
-                query = steps.send(rows)
-        except StopIteration as done:
-            if write:
-                conn.execute("COMMIT")
-            return done.value
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-
-
-def _close_blocking(conn: sqlite3.Connection, lock: threading.Lock) -> None:
-    with lock:
-        conn.close()
-        with _REGISTRY_LOCK:
-            _THREAD_LOCKS.pop(id(conn), None)
-
-
-def _open_file(path: str, timeout: float) -> sqlite3.Connection:
-    # check_same_thread=False: the sync twin leaks from a background thread, the async one runs
-    # in worker threads; _Database's lock keeps its transactions apart. isolation_level=None:
-    # transactions are ours (BEGIN IMMEDIATE), never the driver's implicit deferred ones.
-    try:
-        return sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
-    except sqlite3.Error as error:
-        raise BackendError(f"the SQLite backend could not open {path!r}: {reason(error)}") from error
-
-
 def _one(query: str, params: Sequence[Any]) -> Generator[Query, Rows, Rows]:
     rows = yield query, params
     return rows
@@ -419,81 +294,3 @@ def _one(query: str, params: Sequence[Any]) -> Generator[Query, Rows, Rows]:
 
 def _name(item: RateItem) -> str:
     return item.name if isinstance(item.name, str) else str(item.name)
-
-
-# A sqlite3 connection cannot be weakly referenced: its lock is kept by id (a thread lock, fit
-# for any later connection given that id) and dropped when we close it. An async connection's
-# lock belongs to one event loop: it goes with the connection.
-_REGISTRY_LOCK = threading.Lock()
-_THREAD_LOCKS: dict[Any, Any] = {}
-_TASK_LOCKS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def _shared(registry: MutableMapping[Any, Any], key: object, make: Callable[[], Any]) -> Any:
-    with _REGISTRY_LOCK:
-        lock = registry.get(key)
-        if lock is None:
-            lock = registry[key] = make()
-        return lock
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-_NO_ROW = 2**63 - 1
-_NOW = "SELECT CAST(round((julianday('now') - 2440587.5) * 86400000) AS INTEGER)"
-
-
-class _Statements:
-    """The fixed SQL text of one table, so that the driver's statement cache always hits.
-
-    ``cum`` is the row id: a window's start and the newest row are B-tree seeks on the table itself.
-    Trimming keeps the newest trimmed row with weight 0: its ``cum`` is the weight ever trimmed,
-    its ``ts`` how far back windows are still known.
-    """
-
-    def __init__(self, table: str, rates: list[tuple[int, int]]) -> None:
-        t = _quote(table)
-        newest = f"SELECT max(cum) FROM {t}"  # max and min of the row id: one B-tree seek each
-        oldest_base = f"SELECT cum - weight FROM {t} WHERE cum = (SELECT min(cum) FROM {t})"
-        self.create_table = (
-            f"CREATE TABLE IF NOT EXISTS {t} "
-            "(cum INTEGER PRIMARY KEY, ts INTEGER NOT NULL, weight INTEGER NOT NULL, name TEXT NOT NULL)"
-        )
-        # One row: total, newest ts, base, and per rate the ts of the first row whose running total
-        # reaches total + weight - limit (limits are ints from Rate, never user text).
-        # Also the trimmed row's ts (the oldest row, if of weight 0) and the oldest live row's ts.
-        firsts = "".join(
-            f", (SELECT ts FROM {t} WHERE cum >= n.cum + ?1 - {int(limit)} ORDER BY cum LIMIT 1)" for limit, _ in rates
-        )
-        self.state = (
-            f"SELECT n.cum, n.ts, o.cum - o.weight, CASE WHEN o.weight = 0 THEN o.ts END, "
-            f"(SELECT ts FROM {t} WHERE cum > o.cum - o.weight ORDER BY cum LIMIT 1){firsts} "
-            f"FROM {t} AS n, {t} AS o WHERE n.cum = ({newest}) AND o.cum = (SELECT min(cum) FROM {t})"
-        )
-        self.probe = f"SELECT cum, ts, weight, name FROM {t} LIMIT 0"
-        # Rows are in ``ts`` order as in ``cum`` order: a time is found by walking the row ids
-        # from one end, never past the rows the statement removes or moves anyway.
-        kept = f"coalesce((SELECT cum FROM {t} WHERE ts > ?1 ORDER BY cum LIMIT 1), {_NO_ROW})"
-        self.trim = f"DELETE FROM {t} WHERE cum < (SELECT cum FROM {t} WHERE cum < {kept} ORDER BY cum DESC LIMIT 1)"
-        self.mark = f"UPDATE {t} SET weight = 0 WHERE cum = (SELECT min(cum) FROM {t}) AND ts <= ?1 AND weight != 0"
-        self.trimmed = f"SELECT coalesce(sum(weight), 0) FROM {t} WHERE cum < {kept}"
-        self.insert = f"INSERT INTO {t} (cum, ts, weight, name) VALUES (?, ?, ?, ?)"
-        self.before = f"SELECT cum FROM {t} WHERE ts <= ? ORDER BY cum DESC LIMIT 1"
-        # Row ids must stay unique at every step of an UPDATE: shift through negative values.
-        self.shift = f"UPDATE {t} SET cum = -(cum + ?) WHERE cum > ?"
-        self.unshift = f"UPDATE {t} SET cum = -cum WHERE cum < 0"
-        self.find = (
-            f"SELECT cum FROM {t} WHERE ts = ?1 AND weight = ?2 AND name = ?3 AND cum > coalesce("
-            f"(SELECT cum FROM {t} WHERE ts < ?1 ORDER BY cum DESC LIMIT 1), -1) ORDER BY cum DESC LIMIT 1"
-        )
-        self.delete = f"DELETE FROM {t} WHERE cum = ?"
-        self.flush = f"DELETE FROM {t}"
-        self.count = f"SELECT coalesce(({newest}) - ({oldest_base}), 0)"
-        # The unit ``index`` places from the newest lies in the first row whose running total
-        # reaches it, unless that row starts at or after it: then the unit is gone.
-        self.peek = (
-            f"WITH u(unit) AS (SELECT ({newest}) - ?1) SELECT name, ts FROM (SELECT name, ts, cum - weight "
-            f"AS start FROM {t} WHERE cum >= (SELECT unit FROM u) ORDER BY cum LIMIT 1), u WHERE start < unit"
-        )
