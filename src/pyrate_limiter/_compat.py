@@ -235,7 +235,7 @@ class _AsyncMethods(AsyncAbstractBucket):
     async def put(self, item: RateItem) -> bool:
         return bool(await _awaited(self.bucket.put(item)))
 
-    async def leak(self, current_timestamp: int | None = None) -> int:
+    async def leak(self, current_timestamp: int) -> int:
         return int(await _awaited(self.bucket.leak(current_timestamp)))
 
     async def flush(self) -> None:

@@ -126,7 +126,7 @@ class BucketAsyncWrapper(AsyncAbstractBucket):
     async def waiting(self, item: RateItem) -> int:
         return int(await self._call(self.bucket.waiting, item))
 
-    async def leak(self, current_timestamp: int | None = None) -> int:
+    async def leak(self, current_timestamp: int) -> int:
         return int(await self._call(self.bucket.leak, current_timestamp))
 
     async def flush(self) -> None:

@@ -53,7 +53,7 @@ class RecordingBucket(AsyncAbstractBucket):
     async def release(self, item: RateItem) -> None:
         await self.inner.release(item)
 
-    async def leak(self, current_timestamp: int | None = None) -> int:
+    async def leak(self, current_timestamp: int) -> int:
         return await self.inner.leak(current_timestamp)
 
     async def flush(self) -> None:

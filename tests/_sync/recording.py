@@ -54,7 +54,7 @@ class RecordingBucket(AbstractBucket):
     def release(self, item: RateItem) -> None:
         self.inner.release(item)
 
-    def leak(self, current_timestamp: int | None = None) -> int:
+    def leak(self, current_timestamp: int) -> int:
         return self.inner.leak(current_timestamp)
 
     def flush(self) -> None:

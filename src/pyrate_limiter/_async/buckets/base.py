@@ -31,7 +31,7 @@ class AsyncAbstractBucket(ABC):
         """
 
     @abstractmethod
-    async def leak(self, current_timestamp: int | None = None) -> int:
+    async def leak(self, current_timestamp: int) -> int:
         """Drop items too old to count at ``current_timestamp``; return how many units left."""
 
     @abstractmethod

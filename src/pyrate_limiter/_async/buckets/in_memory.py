@@ -29,9 +29,7 @@ class AsyncInMemoryBucket(AsyncReservingBucket):
     async def waiting(self, item: RateItem) -> int:
         return self._log.waiting(item.timestamp, item.weight)
 
-    async def leak(self, current_timestamp: int | None = None) -> int:
-        if current_timestamp is None:
-            return 0  # v3: no time given, nothing is known to be outdated
+    async def leak(self, current_timestamp: int) -> int:
         return self._log.leak(current_timestamp)
 
     async def flush(self) -> None:

@@ -415,12 +415,9 @@ class AsyncRedisBucket(AsyncReservingBucket):
     async def release(self, item: RateItem) -> None:
         await self._run("release", item.timestamp, item.weight, -1, item.name)
 
-    async def leak(self, current_timestamp: int | None = None) -> int:
-        if self.server_time:
-            return int(await self._run("leak", SERVER_CLOCK))
-        if current_timestamp is None:
-            return 0  # v3: no time given, nothing is known to be outdated
-        return int(await self._run("leak", current_timestamp))
+    async def leak(self, current_timestamp: int) -> int:
+        """Trim what cannot count at ``current_timestamp`` (with ``server_time``: at the server's clock)."""
+        return int(await self._run("leak", SERVER_CLOCK if self.server_time else current_timestamp))
 
     async def flush(self) -> None:
         await self._call(_delete, _blocking_delete, *self._keys)

@@ -124,9 +124,7 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
     async def release(self, item: RateItem) -> None:
         await self._run(self._release_steps(item.timestamp, item.weight, _name(item)), write=True)
 
-    async def leak(self, current_timestamp: int | None = None) -> int:
-        if current_timestamp is None:
-            return 0  # v3: no time given, nothing is known to be outdated
+    async def leak(self, current_timestamp: int) -> int:
         result: int = await self._run(self._leak_steps(horizon(current_timestamp, self._longest)), write=True)
         return result
 

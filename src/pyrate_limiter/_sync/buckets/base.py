@@ -32,7 +32,7 @@ class AbstractBucket(ABC):
         """
 
     @abstractmethod
-    def leak(self, current_timestamp: int | None = None) -> int:
+    def leak(self, current_timestamp: int) -> int:
         """Drop items too old to count at ``current_timestamp``; return how many units left."""
 
     @abstractmethod

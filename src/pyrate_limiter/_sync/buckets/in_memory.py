@@ -30,9 +30,7 @@ class InMemoryBucket(ReservingBucket):
     def waiting(self, item: RateItem) -> int:
         return self._log.waiting(item.timestamp, item.weight)
 
-    def leak(self, current_timestamp: int | None = None) -> int:
-        if current_timestamp is None:
-            return 0  # v3: no time given, nothing is known to be outdated
+    def leak(self, current_timestamp: int) -> int:
         return self._log.leak(current_timestamp)
 
     def flush(self) -> None:

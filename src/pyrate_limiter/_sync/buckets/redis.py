@@ -416,12 +416,9 @@ class RedisBucket(ReservingBucket):
     def release(self, item: RateItem) -> None:
         self._run("release", item.timestamp, item.weight, -1, item.name)
 
-    def leak(self, current_timestamp: int | None = None) -> int:
-        if self.server_time:
-            return int(self._run("leak", SERVER_CLOCK))
-        if current_timestamp is None:
-            return 0  # v3: no time given, nothing is known to be outdated
-        return int(self._run("leak", current_timestamp))
+    def leak(self, current_timestamp: int) -> int:
+        """Trim what cannot count at ``current_timestamp`` (with ``server_time``: at the server's clock)."""
+        return int(self._run("leak", SERVER_CLOCK if self.server_time else current_timestamp))
 
     def flush(self) -> None:
         self._call(_delete, _blocking_delete, *self._keys)

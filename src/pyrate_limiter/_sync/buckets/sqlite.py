@@ -125,9 +125,7 @@ class SQLiteBucket(ReservingBucket):
     def release(self, item: RateItem) -> None:
         self._run(self._release_steps(item.timestamp, item.weight, _name(item)), write=True)
 
-    def leak(self, current_timestamp: int | None = None) -> int:
-        if current_timestamp is None:
-            return 0  # v3: no time given, nothing is known to be outdated
+    def leak(self, current_timestamp: int) -> int:
         result: int = self._run(self._leak_steps(horizon(current_timestamp, self._longest)), write=True)
         return result
 
