@@ -13,12 +13,12 @@ import contextvars
 import functools
 import inspect
 import threading
-import weakref
 from typing import TYPE_CHECKING, Any, overload
 
 import anyio
 import anyio.to_thread
 
+from ._adapters import AsyncFactory, as_async_bucket, awaited, has_async_methods, is_async, is_async_clock
 from ._async import AsyncAbstractBucket, AsyncAbstractClock, AsyncBucketFactory, AsyncLimiter
 from ._async.buckets.redis import AsyncRedisBucket, is_async_client
 from ._async.limiter import _LIMITER_DEFAULT as _ASYNC_DEFAULT
@@ -99,7 +99,7 @@ class Limiter(_V3Options, _SyncLimiter, metaclass=_EitherLimiter):
         if isinstance(argument, AsyncAbstractBucket | AsyncBucketFactory):
             return _V3AsyncLimiter(argument, *args, **kwargs)
         if is_async(argument):
-            return _V3AsyncLimiter(_AsyncFactory(argument), *args, **kwargs)
+            return _V3AsyncLimiter(AsyncFactory(argument), *args, **kwargs)
         clock = args[0] if args else kwargs.get("clock")
         if isinstance(argument, Rate | list | AbstractBucket) and is_async_clock(clock):
             # v3: an async clock (TimeAsyncClock) made acquires awaitable over any bucket.
@@ -145,123 +145,6 @@ class Limiter(_V3Options, _SyncLimiter, metaclass=_EitherLimiter):
             return await twin.try_acquire(item.name, item.weight, max_delay)
         finally:
             _ROUTED.reset(token)
-
-
-class _AsyncFactory(AsyncBucketFactory):
-    """A v3 ``BucketFactory`` whose ``wrap_item``, ``get`` or buckets are async, seen through the
-    async interface; every other attribute is the factory's own."""
-
-    def __init__(self, factory: BucketFactory) -> None:
-        self.factory = factory
-
-    async def wrap_item(self, name: str, weight: int = 1) -> RateItem:
-        item: RateItem = await _awaited(self.factory.wrap_item(name, weight))
-        return item
-
-    async def get(self, item: RateItem) -> AsyncAbstractBucket:
-        return as_async_bucket(await _awaited(self.factory.get(item)))
-
-    def get_buckets(self) -> list[AsyncAbstractBucket]:
-        return self.factory.get_buckets()  # type: ignore[return-value]  # v3: of either variant
-
-    def dispose(self, bucket: AsyncAbstractBucket | int) -> bool:
-        return self.factory.dispose(bucket)  # type: ignore[arg-type]
-
-    async def aclose(self) -> None:
-        await super().aclose()
-        self.factory.close()  # its leak thread
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.factory, name)
-
-
-def is_async_clock(clock: Any) -> bool:
-    """Whether ``clock.now`` is a coroutine function (a factory's own clock is not asked)."""
-    return clock is not None and inspect.iscoroutinefunction(getattr(type(clock), "now", None))
-
-
-def is_async(argument: Any) -> bool:
-    """Whether a limiter over ``argument`` must be the async one."""
-    if isinstance(argument, AsyncAbstractBucket | AsyncBucketFactory):
-        return True
-    if isinstance(argument, BucketFactory):
-        kind = type(argument)
-        return (
-            inspect.iscoroutinefunction(kind.get)
-            or inspect.iscoroutinefunction(kind.wrap_item)
-            or any(isinstance(bucket, AsyncAbstractBucket) for bucket in argument.get_buckets())
-        )
-    return False
-
-
-def has_async_methods(bucket: Any) -> bool:
-    """Whether ``bucket`` is a v3-style ``AbstractBucket`` written with ``async def`` methods."""
-    return (
-        isinstance(bucket, AbstractBucket)
-        and AsyncAbstractBucket not in type(bucket).__mro__
-        and inspect.iscoroutinefunction(type(bucket).put)
-    )
-
-
-def as_async_bucket(bucket: Any) -> AsyncAbstractBucket:
-    """``bucket`` as the async API takes it: itself, or one adapter per sync bucket (kept, so a
-    reservation made through it is given back through it)."""
-    if AsyncAbstractBucket in type(bucket).__mro__:
-        return bucket  # type: ignore[no-any-return]
-    adapter = _ADAPTERS.get(bucket)
-    if adapter is None:
-        adapter = _ADAPTERS[bucket] = _AsyncMethods(bucket) if has_async_methods(bucket) else BucketAsyncWrapper(bucket)
-    return adapter
-
-
-class _AsyncMethods(AsyncAbstractBucket):
-    """A v3-style bucket with ``async def`` methods, seen through the async interface.
-
-    Its own methods are awaited; ``waiting``, ``reserve`` and ``release`` fall back to the async
-    base's, built on ``put`` and ``peek``, unless the bucket defines them itself.
-    """
-
-    def __init__(self, bucket: AbstractBucket) -> None:
-        self.bucket = bucket
-
-    @property
-    def rates(self) -> list[Rate]:  # type: ignore[override]
-        return self.bucket.rates
-
-    @property
-    def failing_rate(self) -> Rate | None:  # type: ignore[override]
-        return self.bucket.failing_rate
-
-    async def put(self, item: RateItem) -> bool:
-        return bool(await _awaited(self.bucket.put(item)))
-
-    async def leak(self, current_timestamp: int) -> int:
-        return int(await _awaited(self.bucket.leak(current_timestamp)))
-
-    async def flush(self) -> None:
-        await _awaited(self.bucket.flush())
-
-    async def count(self) -> int:
-        return int(await _awaited(self.bucket.count()))
-
-    async def peek(self, index: int) -> RateItem | None:
-        found: RateItem | None = await _awaited(self.bucket.peek(index))
-        return found
-
-    async def waiting(self, item: RateItem) -> int:
-        if _own(self.bucket, "waiting"):
-            return int(await _awaited(self.bucket.waiting(item)))
-        return await super().waiting(item)
-
-    async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
-        if _own(self.bucket, "reserve"):
-            result: tuple[int, Rate | None] = await _awaited(self.bucket.reserve(item, max_delay))
-            return result
-        return await super().reserve(item, max_delay)
-
-    async def release(self, item: RateItem) -> None:
-        if _own(self.bucket, "release"):
-            await _awaited(self.bucket.release(item))  # type: ignore[func-returns-value]  # async in fact
 
 
 class _FollowingLimiter(Limiter):
@@ -323,13 +206,12 @@ class _Deferred(Exception):
 
     async def routed(self, factory: BucketFactory) -> tuple[RateItem, AsyncAbstractBucket]:
         """The item and its bucket, each awaited where routing left an awaitable."""
-        item: RateItem = await _awaited(self.item)
+        item: RateItem = await awaited(self.item)
         bucket = self.bucket if self.bucket is not None else factory.get(item)
-        return item, as_async_bucket(await _awaited(bucket))
+        return item, as_async_bucket(await awaited(bucket))
 
 
 _ROUTED: contextvars.ContextVar[tuple[RateItem, AsyncAbstractBucket]] = contextvars.ContextVar("pyrate_limiter_routed")
-_ADAPTERS: weakref.WeakKeyDictionary[Any, AsyncAbstractBucket] = weakref.WeakKeyDictionary()
 
 
 # Bucket types seen to be plainly sync: routing then checks them with one set lookup.
@@ -356,7 +238,7 @@ def _decorate_following(
             name, weight = acquire_args(mapping(*args, **kwargs))
             # A worker thread: a sync bucket may block; an async one hands back its awaitable here.
             (admitted,) = await anyio.to_thread.run_sync(_boxed, acquire, name, weight)
-            if not await _awaited(admitted):
+            if not await awaited(admitted):
                 return None
             return await func(*args, **kwargs)
 
@@ -379,17 +261,6 @@ def _boxed(acquire: Callable[..., Any], name: str, weight: int) -> list[Any]:
 
 async def _then(admitted: Awaitable[bool], func: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     return func(*args, **kwargs) if await admitted else None
-
-
-async def _awaited(value: Any) -> Any:
-    while inspect.isawaitable(value):
-        value = await value
-    return value
-
-
-def _own(bucket: Any, method: str) -> bool:
-    """Whether ``bucket``'s class defines ``method`` itself rather than inheriting the sync base's."""
-    return getattr(type(bucket), method) is not getattr(AbstractBucket, method)
 
 
 def _user_factory(argument: Any) -> bool:
