@@ -48,6 +48,8 @@ REPLACEMENTS = {
     "AsyncInMemoryBucket": "InMemoryBucket",
     "AsyncReservingBucket": "ReservingBucket",
     "AsyncLimiter": "Limiter",
+    "AsyncAdmission": "Admission",
+    "AsyncReservation": "Reservation",
     "AsyncMonotonicClock": "MonotonicClock",
     "AsyncSingleBucketFactory": "SingleBucketFactory",
     "AsyncTimeClock": "TimeClock",

@@ -117,3 +117,22 @@ async def wait_in(
 def held(recording: RecordingBucket, name: str) -> Call:
     """A call the bucket holds a place for: admitted already, or due to be once its time comes."""
     return Call(name, 1, 0, 0, True, recording.decided[name], recording.stored[name])
+
+
+async def test_a_reservation_whose_wait_is_cancelled_gives_its_place_back(
+    storm: tuple[AsyncAbstractBucket, int, Rate],
+) -> None:
+    bucket, _, rate = storm
+    limiter, _ = recording_limiter(bucket)
+    limiter.max_delay = WAIT
+    for _ in range(rate.limit):
+        assert await limiter.reserve("held") is not None
+    waiting = await limiter.reserve("cancelled")
+    assert waiting is not None
+    assert waiting.delay_ms > 0
+    with anyio.move_on_after(0.001):
+        await waiting.wait()
+    assert await bucket.count() == rate.limit  # no phantom
+    again = await limiter.reserve("next")
+    assert again is not None
+    assert again.at <= waiting.at  # the freed place (or an earlier one) is the next caller's

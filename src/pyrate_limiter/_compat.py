@@ -174,6 +174,17 @@ class _FollowingLimiter(Limiter):
 
         return with_mapping
 
+    def _reserve(self, name: str, weight: int, max_delay: Any, *, raising: bool) -> Any:
+        try:
+            return super()._reserve(name, weight, max_delay, raising=raising)
+        except _Deferred as deferred:
+            if inspect.iscoroutine(deferred.item):
+                deferred.item.close()
+            raise TypeError(
+                "reserve() and acquire() of a Limiter whose factory, clock or bucket turned out async "
+                "are not v3 spellings: use AsyncLimiter over that factory"
+            ) from None
+
     def _route_or_defer(self, name: str, weight: int) -> tuple[RateItem, AbstractBucket]:
         factory = self.bucket_factory
         if isinstance(factory, SingleBucketFactory):  # a bucket and a user's clock

@@ -6,10 +6,17 @@ stamp each decision was made at and the stamp each admitted item was stored at.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING
 
-from pyrate_limiter import AsyncAbstractBucket, AsyncLimiter, AsyncMonotonicClock
+from pyrate_limiter import (
+    AsyncAbstractBucket,
+    AsyncLimiter,
+    AsyncMonotonicClock,
+    BucketFullException,
+    LimiterDelayException,
+)
 from pyrate_limiter._concurrency import AsyncTaskGroup, asleep
 from tests.realtime import NS_PER_MS, Call
 
@@ -91,6 +98,7 @@ async def hammer(
     weights: Sequence[int],
     max_delay: int | None,
     calls: list[Call],
+    spelling: str = "try_acquire",
 ) -> None:
     """Acquire again and again from ``start`` until ``until`` (monotonic ns), recording each call.
 
@@ -99,7 +107,7 @@ async def hammer(
     await sleep_until(start)
     n = 0
     while time.monotonic_ns() < until:
-        await acquire(limiter, recording, f"{prefix}-{n}", weights[n % len(weights)], max_delay, calls)
+        await acquire(limiter, recording, f"{prefix}-{n}", weights[n % len(weights)], max_delay, calls, spelling)
         n += 1
         await asleep(0)  # let the others in: an in-memory acquire never yields
 
@@ -133,14 +141,44 @@ async def burst(
         start += every
 
 
+# How a worker asks: each spelling of an admission the limiter offers.
+SPELLINGS = ["try_acquire", "acquire", "reserve", "reserve_cancel"]
+
+
 async def acquire(
-    limiter: AsyncLimiter, recording: RecordingBucket, name: str, weight: int, max_delay: int | None, calls: list[Call]
+    limiter: AsyncLimiter,
+    recording: RecordingBucket,
+    name: str,
+    weight: int,
+    max_delay: int | None,
+    calls: list[Call],
+    spelling: str = "try_acquire",
 ) -> None:
-    """One call, bracketed by monotonic readings, appended to ``calls``."""
+    """One call, bracketed by monotonic readings, appended to ``calls``.
+
+    ``reserve_cancel`` reserves and gives back every place that must be waited for.
+    """
     before = time.monotonic_ns()
-    admitted = await limiter.try_acquire(name, weight, max_delay=max_delay)
+    cancelled = False
+    if spelling == "try_acquire":
+        admitted = await limiter.try_acquire(name, weight, max_delay=max_delay)
+    elif spelling == "acquire":
+        try:
+            async with limiter.acquire(name, weight, max_delay=max_delay):
+                admitted = True
+        except (BucketFullException, LimiterDelayException):
+            admitted = False
+    else:
+        reservation = await limiter.reserve(name, weight, max_delay=max_delay)
+        admitted = reservation is not None
+        if reservation is not None and spelling == "reserve_cancel" and reservation.delay_ms:
+            await reservation.cancel()
+            admitted, cancelled = False, True
+        elif reservation is not None:
+            await reservation.wait()
     after = time.monotonic_ns()
-    calls.append(recording.call(name, weight, before, after, admitted))
+    call = recording.call(name, weight, before, after, admitted)
+    calls.append(dataclasses.replace(call, cancelled=cancelled) if cancelled else call)
 
 
 async def sleep_until(deadline: int) -> None:
@@ -168,7 +206,11 @@ def burst_shape(rates: Sequence[Rate], workers: int) -> tuple[int, int]:
 
 
 async def run_workers(
-    bucket: AsyncAbstractBucket, seconds: float, weights: Sequence[int], max_delays: Sequence[int | None]
+    bucket: AsyncAbstractBucket,
+    seconds: float,
+    weights: Sequence[int],
+    max_delays: Sequence[int | None],
+    spelling: str = "try_acquire",
 ) -> tuple[list[Call], list[tuple[str, int] | None]]:
     """One worker per entry of ``max_delays`` hammers one limiter over ``bucket`` for ``seconds``.
 
@@ -184,7 +226,9 @@ async def run_workers(
     until = start + int(seconds * 1e9)
     async with limiter, AsyncTaskGroup() as tasks:
         for worker, max_delay in enumerate(max_delays):
-            tasks.start_soon(hammer, limiter, recording, f"r{worker}", start, until, weights, max_delay, calls)
+            tasks.start_soon(
+                hammer, limiter, recording, f"r{worker}", start, until, weights, max_delay, calls, spelling
+            )
     return calls, await read_units(bucket)
 
 

@@ -11,10 +11,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+import pytest
+
 from pyrate_limiter import Rate
 from tests.realtime import backend_problems, realtime_problems
 
-from .recording import run_bursts, run_workers
+from .recording import SPELLINGS, run_bursts, run_workers
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -79,3 +81,16 @@ async def test_mixed_weights_of_pollers_and_waiters_never_overflow_one_real_wind
 async def test_every_one_of_two_rates_holds_in_real_time(create_atomic_bucket: AsyncCreateBucket) -> None:
     wait = long_enough(TWO_RATES)
     await assert_no_real_window_overflows(create_atomic_bucket, TWO_RATES, [1], [None, wait, None, wait])
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS[1:])
+async def test_reservations_and_with_acquire_never_overflow_one_real_window(
+    create_atomic_bucket: AsyncCreateBucket, spelling: str
+) -> None:
+    # reserve_cancel gives back every place it would wait for: none may linger as a phantom.
+    bucket = await create_atomic_bucket(HEAVY_RATE)
+    wait = long_enough(HEAVY_RATE)
+    calls, units = await run_workers(bucket, SECONDS, [1, 2], [None, wait, wait, None], spelling)
+    assert_checks_out(calls, units, HEAVY_RATE)
+    if spelling == "reserve_cancel":
+        assert any(call.cancelled for call in calls)

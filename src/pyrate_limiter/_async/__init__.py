@@ -7,6 +7,7 @@ from .buckets.sqlite import AsyncSQLiteBucket, AsyncSQLiteClock
 from .clocks import AsyncAbstractClock, AsyncMonotonicClock, AsyncTimeClock
 from .factory import AsyncBucketFactory, AsyncSingleBucketFactory
 from .limiter import AsyncLimiter
+from .reservation import AsyncReservation
 
 __all__ = [
     "AsyncAbstractBucket",
@@ -18,6 +19,7 @@ __all__ = [
     "AsyncPostgresBucket",
     "AsyncPostgresClock",
     "AsyncRedisBucket",
+    "AsyncReservation",
     "AsyncSQLiteBucket",
     "AsyncSQLiteClock",
     "AsyncSingleBucketFactory",

@@ -13,6 +13,7 @@ from .buckets.base import AsyncAbstractBucket
 from .buckets.in_memory import AsyncInMemoryBucket
 from .clocks import AsyncTimeClock
 from .factory import AsyncBucketFactory, AsyncSingleBucketFactory
+from .reservation import AsyncAdmission, AsyncReservation
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -83,9 +84,41 @@ class AsyncLimiter:
             return True
         if not self.raise_when_fail:
             return False
-        if max_delay is None or delay == NEVER:
-            raise BucketFullException(item, rate)
-        raise LimiterDelayException(item, rate, delay, max_delay)
+        raise _refusal(item, rate, delay, max_delay)
+
+    async def reserve(
+        self, name: str, weight: int = 1, max_delay: float | None = _LIMITER_DEFAULT
+    ) -> AsyncReservation | None:
+        """Record an item of ``weight`` at the earliest time it fits within ``max_delay``, and hand back its place.
+
+        Nothing is slept: ``await reservation.wait()`` sleeps until the place's time, and
+        ``await reservation.cancel()`` gives back a place whose time has not come.
+
+        :return: the reservation; ``None`` when refused and ``raise_when_fail`` is off.
+        :raises BucketFullException: refused with no wait allowed, or the weight never fits.
+        :raises LimiterDelayException: the place is further off than ``max_delay``. A refusal
+            records nothing.
+        """
+        return await self._reserve(name, weight, max_delay, raising=self.raise_when_fail)
+
+    def acquire(self, name: str, weight: int = 1, max_delay: float | None = _LIMITER_DEFAULT) -> AsyncAdmission:
+        """``async with limiter.acquire(name, weight):`` runs the block once admitted (see ``AsyncAdmission``)."""
+        return AsyncAdmission(self, name, weight, max_delay)
+
+    async def _reserve(self, name: str, weight: int, max_delay: Any, *, raising: bool) -> AsyncReservation | None:
+        # try_acquire's first steps, written out there too: its hot path spends no call on sharing them.
+        if type(weight) is not int:
+            raise TypeError(f"weight must be an int, got {weight!r}")
+        if weight < 0:
+            raise ValueError(f"weight must be >= 0, got {weight}")
+        max_delay = self.max_delay if max_delay is _LIMITER_DEFAULT else _check_max_delay(max_delay)
+        item, bucket = await self._route(name, weight)
+        delay, rate = await bucket.reserve(item, max_delay)
+        if rate is None:
+            return AsyncReservation(bucket, item, delay)
+        if not raising:
+            return None
+        raise _refusal(item, rate, delay, max_delay)
 
     def as_decorator(self) -> Callable[[Callable[..., Any]], _Wrap]:
         """``limiter.as_decorator()(mapping)(func)``: admit each call of ``func`` first.
@@ -130,6 +163,13 @@ class AsyncLimiter:
             reserved = RateItem(item.name, item.timestamp + delay, item.weight)
             await ashielded(bucket.release, reserved)
             raise
+
+
+def _refusal(item: RateItem, rate: Rate, delay: int, max_delay: int | None) -> Exception:
+    """The exception for a refused item: full (no wait allowed, or never fits), or too long a wait."""
+    if max_delay is None or delay == NEVER:
+        return BucketFullException(item, rate)
+    return LimiterDelayException(item, rate, delay, max_delay)
 
 
 def _check_max_delay(max_delay: float | None) -> int | None:

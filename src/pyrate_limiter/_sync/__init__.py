@@ -8,6 +8,7 @@ from .buckets.sqlite import SQLiteBucket, SQLiteClock
 from .clocks import AbstractClock, MonotonicClock, TimeClock
 from .factory import BucketFactory, SingleBucketFactory
 from .limiter import Limiter
+from .reservation import Reservation
 
 __all__ = [
     "AbstractBucket",
@@ -19,6 +20,7 @@ __all__ = [
     "PostgresBucket",
     "PostgresClock",
     "RedisBucket",
+    "Reservation",
     "SQLiteBucket",
     "SQLiteClock",
     "SingleBucketFactory",
