@@ -24,6 +24,7 @@ from ._async import (
 )
 from ._compat import Limiter, RedisBucket
 from ._errors import BackendError, BucketFullException, LimiterDelayException
+from ._hooks import LimiterHooks
 from ._multiprocess import MultiprocessBucket
 from ._rate import Duration, Rate, RateItem, validate_rate_list
 from ._sync import (
@@ -81,6 +82,7 @@ __all__ = [
     "Leaker",
     "Limiter",
     "LimiterDelayException",
+    "LimiterHooks",
     "MonotonicClock",
     "MultiprocessBucket",
     "PgQueries",

@@ -65,8 +65,9 @@ class _V3Options:
         max_delay: float | None = None,
         retry_until_max_delay: bool = False,
         buffer_ms: int = 50,
+        **options: Any,
     ) -> None:
-        super().__init__(argument, clock, raise_when_fail, max_delay)  # type: ignore[call-arg]
+        super().__init__(argument, clock, raise_when_fail, max_delay, **options)  # type: ignore[call-arg]
         self.retry_until_max_delay = retry_until_max_delay
         self.buffer_ms = buffer_ms
 

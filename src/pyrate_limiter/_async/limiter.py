@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from .. import _hooks as report
 from .._concurrency import adecorate, ashielded, asleep
-from .._errors import BucketFullException, LimiterDelayException
+from .._errors import BackendError, BucketFullException, LimiterDelayException
 from .._rate import Rate, RateItem
 from .._window import FOREVER, NEVER
 from .buckets.base import AsyncAbstractBucket
@@ -16,10 +17,11 @@ from .factory import AsyncBucketFactory, AsyncSingleBucketFactory
 from .reservation import AsyncAdmission, AsyncReservation
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from typing_extensions import Self
 
+    from .._hooks import LimiterHooks, OnBackendError
     from .clocks import AsyncAbstractClock
 
     _Wrap = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -38,6 +40,10 @@ class AsyncLimiter:
     :param max_delay: how long (ms) an acquire may wait for room; ``None`` never waits and
         ``math.inf`` waits as long as it takes. The wait is exact: the item's place is reserved
         at the moment it fits.
+    :param on_backend_error: when the backend cannot decide (``BackendError``): ``"raise"`` it,
+        ``"allow"`` the item (fail open; nothing is recorded, then or later) or ``"deny"`` it (fail
+        closed: refused as by a full bucket). A WARNING is logged once an outage, and once it ends.
+    :param hooks: ``LimiterHooks`` told of each admission, wait, refusal and backend error.
     """
 
     def __init__(
@@ -46,9 +52,16 @@ class AsyncLimiter:
         clock: AsyncAbstractClock | Any = None,
         raise_when_fail: bool = True,
         max_delay: float | None = None,
+        *,
+        on_backend_error: OnBackendError = "raise",
+        hooks: Iterable[LimiterHooks] = (),
     ) -> None:
         self.max_delay = _check_max_delay(max_delay)
         self.raise_when_fail = raise_when_fail
+        self.on_backend_error = report.check_policy(on_backend_error)
+        self._hooks = report.check_hooks(hooks)
+        self._outage = False  # the backend's last answer was a failure
+        self._watching = bool(self._hooks)  # an admission at once has someone to tell: hooks, or an outage's end
         if clock is not None and not callable(getattr(clock, "now", None)):
             raise TypeError(f"clock must have a now() returning ms, got {clock!r}")
         self.bucket_factory = _factory_for(argument, clock if clock is not None else AsyncTimeClock())
@@ -78,10 +91,15 @@ class AsyncLimiter:
             if AsyncAbstractBucket in type(bucket).__mro__:
                 raise
             raise TypeError(f"{bucket!r} is a bucket of the other variant than {self!r}") from error
+        except BackendError as error:
+            return self._failed(item, bucket, error, self.raise_when_fail)
         if rate is None:
             if delay:
                 await self._wait_for(bucket, item, delay)
+            elif self._watching:
+                self._admitted(item, 0)
             return True
+        self._refused(item, rate, delay)
         if not self.raise_when_fail:
             return False
         raise _refusal(item, rate, delay, max_delay)
@@ -113,9 +131,16 @@ class AsyncLimiter:
             raise ValueError(f"weight must be >= 0, got {weight}")
         max_delay = self.max_delay if max_delay is _LIMITER_DEFAULT else _check_max_delay(max_delay)
         item, bucket = await self._route(name, weight)
-        delay, rate = await bucket.reserve(item, max_delay)
+        try:
+            delay, rate = await bucket.reserve(item, max_delay)
+        except BackendError as error:
+            # Admitted by the policy: a place of no delay, recorded nowhere, so nothing to give back.
+            return AsyncReservation(bucket, item, 0) if self._failed(item, bucket, error, raising) else None
         if rate is None:
+            if self._watching:
+                self._admitted(item, delay)
             return AsyncReservation(bucket, item, delay)
+        self._refused(item, rate, delay)
         if not raising:
             return None
         raise _refusal(item, rate, delay, max_delay)
@@ -156,6 +181,7 @@ class AsyncLimiter:
         await self.bucket_factory.__aexit__(*exc_info)
 
     async def _wait_for(self, bucket: AsyncAbstractBucket, item: RateItem, delay: int) -> None:
+        report.waiting(self._hooks, item, delay)
         try:
             await asleep(delay / 1000)
         except BaseException:
@@ -163,6 +189,38 @@ class AsyncLimiter:
             reserved = RateItem(item.name, item.timestamp + delay, item.weight)
             await ashielded(bucket.release, reserved)
             raise
+        if self._watching:
+            self._admitted(item, delay)
+
+    # -- what the limiter tells (see _hooks): off the path of an admission made at once ---------
+
+    def _admitted(self, item: RateItem, delay: int) -> None:
+        if self._outage:
+            self._back()
+        report.admitted(self._hooks, item, delay)
+
+    def _refused(self, item: RateItem, rate: Rate, delay: int) -> None:
+        if self._outage:
+            self._back()
+        report.refused(self._hooks, item, rate, None if delay == NEVER else delay)
+
+    def _back(self) -> None:
+        self._outage = False
+        self._watching = bool(self._hooks)
+        report.backend_back()
+
+    def _failed(self, item: RateItem, bucket: AsyncAbstractBucket, error: BackendError, raising: bool) -> bool:
+        """What ``on_backend_error`` makes of a failed decision: raise, admit (``True``) or refuse."""
+        policy = self.on_backend_error
+        first, self._outage, self._watching = not self._outage, True, True
+        report.backend_failed(self._hooks, item, error, policy, first)
+        if policy == "raise":
+            raise error
+        if policy == "allow":
+            return True
+        if raising:
+            raise BucketFullException(item, bucket.rates[0]) from error
+        return False
 
 
 def _refusal(item: RateItem, rate: Rate, delay: int, max_delay: int | None) -> Exception:

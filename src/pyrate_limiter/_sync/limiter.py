@@ -6,8 +6,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from .. import _hooks as report
 from .._concurrency import decorate, shielded, sleep
-from .._errors import BucketFullException, LimiterDelayException
+from .._errors import BackendError, BucketFullException, LimiterDelayException
 from .._rate import Rate, RateItem
 from .._window import FOREVER, NEVER
 from .buckets.base import AbstractBucket
@@ -17,10 +18,11 @@ from .factory import BucketFactory, SingleBucketFactory
 from .reservation import Admission, Reservation
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from typing_extensions import Self
 
+    from .._hooks import LimiterHooks, OnBackendError
     from .clocks import AbstractClock
 
     _Wrap = Callable[[Callable[..., Any]], Callable[..., Any]]
@@ -39,6 +41,10 @@ class Limiter:
     :param max_delay: how long (ms) an acquire may wait for room; ``None`` never waits and
         ``math.inf`` waits as long as it takes. The wait is exact: the item's place is reserved
         at the moment it fits.
+    :param on_backend_error: when the backend cannot decide (``BackendError``): ``"raise"`` it,
+        ``"allow"`` the item (fail open; nothing is recorded, then or later) or ``"deny"`` it (fail
+        closed: refused as by a full bucket). A WARNING is logged once an outage, and once it ends.
+    :param hooks: ``LimiterHooks`` told of each admission, wait, refusal and backend error.
     """
 
     def __init__(
@@ -47,9 +53,16 @@ class Limiter:
         clock: AbstractClock | Any = None,
         raise_when_fail: bool = True,
         max_delay: float | None = None,
+        *,
+        on_backend_error: OnBackendError = "raise",
+        hooks: Iterable[LimiterHooks] = (),
     ) -> None:
         self.max_delay = _check_max_delay(max_delay)
         self.raise_when_fail = raise_when_fail
+        self.on_backend_error = report.check_policy(on_backend_error)
+        self._hooks = report.check_hooks(hooks)
+        self._outage = False  # the backend's last answer was a failure
+        self._watching = bool(self._hooks)  # an admission at once has someone to tell: hooks, or an outage's end
         if clock is not None and not callable(getattr(clock, "now", None)):
             raise TypeError(f"clock must have a now() returning ms, got {clock!r}")
         self.bucket_factory = _factory_for(argument, clock if clock is not None else TimeClock())
@@ -79,10 +92,15 @@ class Limiter:
             if AbstractBucket in type(bucket).__mro__:
                 raise
             raise TypeError(f"{bucket!r} is a bucket of the other variant than {self!r}") from error
+        except BackendError as error:
+            return self._failed(item, bucket, error, self.raise_when_fail)
         if rate is None:
             if delay:
                 self._wait_for(bucket, item, delay)
+            elif self._watching:
+                self._admitted(item, 0)
             return True
+        self._refused(item, rate, delay)
         if not self.raise_when_fail:
             return False
         raise _refusal(item, rate, delay, max_delay)
@@ -114,9 +132,16 @@ class Limiter:
             raise ValueError(f"weight must be >= 0, got {weight}")
         max_delay = self.max_delay if max_delay is _LIMITER_DEFAULT else _check_max_delay(max_delay)
         item, bucket = self._route(name, weight)
-        delay, rate = bucket.reserve(item, max_delay)
+        try:
+            delay, rate = bucket.reserve(item, max_delay)
+        except BackendError as error:
+            # Admitted by the policy: a place of no delay, recorded nowhere, so nothing to give back.
+            return Reservation(bucket, item, 0) if self._failed(item, bucket, error, raising) else None
         if rate is None:
+            if self._watching:
+                self._admitted(item, delay)
             return Reservation(bucket, item, delay)
+        self._refused(item, rate, delay)
         if not raising:
             return None
         raise _refusal(item, rate, delay, max_delay)
@@ -157,6 +182,7 @@ class Limiter:
         self.bucket_factory.__exit__(*exc_info)
 
     def _wait_for(self, bucket: AbstractBucket, item: RateItem, delay: int) -> None:
+        report.waiting(self._hooks, item, delay)
         try:
             sleep(delay / 1000)
         except BaseException:
@@ -164,6 +190,38 @@ class Limiter:
             reserved = RateItem(item.name, item.timestamp + delay, item.weight)
             shielded(bucket.release, reserved)
             raise
+        if self._watching:
+            self._admitted(item, delay)
+
+    # -- what the limiter tells (see _hooks): off the path of an admission made at once ---------
+
+    def _admitted(self, item: RateItem, delay: int) -> None:
+        if self._outage:
+            self._back()
+        report.admitted(self._hooks, item, delay)
+
+    def _refused(self, item: RateItem, rate: Rate, delay: int) -> None:
+        if self._outage:
+            self._back()
+        report.refused(self._hooks, item, rate, None if delay == NEVER else delay)
+
+    def _back(self) -> None:
+        self._outage = False
+        self._watching = bool(self._hooks)
+        report.backend_back()
+
+    def _failed(self, item: RateItem, bucket: AbstractBucket, error: BackendError, raising: bool) -> bool:
+        """What ``on_backend_error`` makes of a failed decision: raise, admit (``True``) or refuse."""
+        policy = self.on_backend_error
+        first, self._outage, self._watching = not self._outage, True, True
+        report.backend_failed(self._hooks, item, error, policy, first)
+        if policy == "raise":
+            raise error
+        if policy == "allow":
+            return True
+        if raising:
+            raise BucketFullException(item, bucket.rates[0]) from error
+        return False
 
 
 def _refusal(item: RateItem, rate: Rate, delay: int, max_delay: int | None) -> Exception:
