@@ -46,6 +46,8 @@ REPLACEMENTS = {
     "AsyncAbstractClock": "AbstractClock",
     "AsyncBucketFactory": "BucketFactory",
     "AsyncInMemoryBucket": "InMemoryBucket",
+    "AsyncKeyedBucket": "KeyedBucket",
+    "AsyncPerKeyFactory": "PerKeyFactory",
     "AsyncReservingBucket": "ReservingBucket",
     "AsyncLimiter": "Limiter",
     "AsyncAdmission": "Admission",

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from .buckets import AsyncAbstractBucket, AsyncInMemoryBucket, AsyncPostgresBucket, AsyncPostgresClock, AsyncRedisBucket
+from .buckets import (
+    AsyncAbstractBucket,
+    AsyncInMemoryBucket,
+    AsyncKeyedBucket,
+    AsyncPostgresBucket,
+    AsyncPostgresClock,
+    AsyncRedisBucket,
+)
 from .buckets.sqlite import AsyncSQLiteBucket, AsyncSQLiteClock
 from .clocks import AsyncAbstractClock, AsyncMonotonicClock, AsyncTimeClock
 from .factory import AsyncBucketFactory, AsyncSingleBucketFactory
@@ -14,6 +21,7 @@ __all__ = [
     "AsyncAbstractClock",
     "AsyncBucketFactory",
     "AsyncInMemoryBucket",
+    "AsyncKeyedBucket",
     "AsyncLimiter",
     "AsyncMonotonicClock",
     "AsyncPostgresBucket",

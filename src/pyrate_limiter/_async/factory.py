@@ -79,8 +79,12 @@ class AsyncBucketFactory(ABC):
 
     def schedule_leak(self, bucket: AsyncAbstractBucket, clock: AsyncAbstractClock | Any) -> None:
         """Leak ``bucket`` every ``leak_interval`` ms at the time ``clock`` tells."""
+        self._leak.buckets[bucket] = (clock, areader(clock))
+        self._start_leaking()
+
+    def _start_leaking(self) -> None:
+        """Start the leak loop, once: it calls ``_leak_all`` every ``leak_interval`` ms."""
         leaker = self._leak
-        leaker.buckets[bucket] = (clock, areader(clock))
         if not leaker.started:
             leaker.started = True
             leaker.tasks.start_soon(_leak_loop, weakref.ref(self), leaker.closed)

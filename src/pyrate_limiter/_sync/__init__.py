@@ -3,7 +3,14 @@
 
 from __future__ import annotations
 
-from .buckets import AbstractBucket, InMemoryBucket, PostgresBucket, PostgresClock, RedisBucket
+from .buckets import (
+    AbstractBucket,
+    InMemoryBucket,
+    KeyedBucket,
+    PostgresBucket,
+    PostgresClock,
+    RedisBucket,
+)
 from .buckets.sqlite import SQLiteBucket, SQLiteClock
 from .clocks import AbstractClock, MonotonicClock, TimeClock
 from .factory import BucketFactory, SingleBucketFactory
@@ -15,6 +22,7 @@ __all__ = [
     "AbstractClock",
     "BucketFactory",
     "InMemoryBucket",
+    "KeyedBucket",
     "Limiter",
     "MonotonicClock",
     "PostgresBucket",

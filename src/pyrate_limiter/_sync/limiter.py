@@ -13,8 +13,10 @@ from .._rate import Rate, RateItem
 from .._window import FOREVER, NEVER
 from .buckets.base import AbstractBucket
 from .buckets.in_memory import InMemoryBucket
+from .buckets.keyed import KeyedBucket
 from .clocks import TimeClock
 from .factory import BucketFactory, SingleBucketFactory
+from .per_key import PerKeyFactory
 from .reservation import Admission, Reservation
 
 if TYPE_CHECKING:
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
 
     from .._hooks import LimiterHooks, OnBackendError
     from .clocks import AbstractClock
+    from .per_key import BucketFor
 
     _Wrap = Callable[[Callable[..., Any]], Callable[..., Any]]
 
@@ -67,6 +70,29 @@ class Limiter:
             raise TypeError(f"clock must have a now() returning ms, got {clock!r}")
         self.bucket_factory = _factory_for(argument, clock if clock is not None else TimeClock())
         self._route = self.bucket_factory.route
+
+    @classmethod
+    def per_key(
+        cls,
+        rates: list[Rate] | Callable[[str], list[Rate]],
+        bucket_for: BucketFor | None = None,
+        *,
+        clock: AbstractClock | Any = None,
+        **options: Any,
+    ) -> Self:
+        """A limiter that gives every name its own limit: ``AsyncLimiter.per_key([Rate(10, 1000)])``.
+
+        :param rates: the rates of every name, or a function from a name to its rates (tiers).
+        :param bucket_for: ``bucket_for(name, rates)`` makes a new name's bucket in a shared
+            backend (``lambda name, rates: AsyncRedisBucket(rates, client, name)``); its objects
+            are forgotten once idle, the backend expiring their state. Without it names live in
+            one ``AsyncKeyedBucket`` in memory, each log dropped by the leak once empty.
+        :param options: the limiter's other arguments (``max_delay``, ``raise_when_fail``, ...).
+        """
+        clock = clock if clock is not None else TimeClock()
+        if bucket_for is None:
+            return cls(KeyedBucket(rates), clock, **options)
+        return cls(PerKeyFactory(rates, bucket_for, clock), **options)
 
     def try_acquire(self, name: str, weight: int = 1, max_delay: float | None = _LIMITER_DEFAULT) -> bool:
         """Admit one item of ``weight`` under ``name``, waiting up to ``max_delay`` ms if allowed.

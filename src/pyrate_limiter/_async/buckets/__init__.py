@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import AsyncAbstractBucket, AsyncReservingBucket
 from .in_memory import AsyncInMemoryBucket
+from .keyed import AsyncKeyedBucket
 from .postgres import AsyncPostgresBucket, AsyncPostgresClock
 from .redis import AsyncRedisBucket
 from .sqlite import AsyncSQLiteBucket, AsyncSQLiteClock
@@ -12,6 +13,7 @@ __all__ = [
     "AsyncAbstractBucket",
     "AsyncReservingBucket",
     "AsyncInMemoryBucket",
+    "AsyncKeyedBucket",
     "AsyncPostgresBucket",
     "AsyncPostgresClock",
     "AsyncRedisBucket",

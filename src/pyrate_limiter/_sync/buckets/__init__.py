@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from .base import AbstractBucket, ReservingBucket
 from .in_memory import InMemoryBucket
+from .keyed import KeyedBucket
 from .postgres import PostgresBucket, PostgresClock
 from .redis import RedisBucket
 from .sqlite import SQLiteBucket, SQLiteClock
@@ -13,6 +14,7 @@ __all__ = [
     "AbstractBucket",
     "ReservingBucket",
     "InMemoryBucket",
+    "KeyedBucket",
     "PostgresBucket",
     "PostgresClock",
     "RedisBucket",
