@@ -1,4 +1,5 @@
-"""Benchmark pyrate_limiter: ``.venv/bin/python scripts/bench.py [--quick] [--only PATTERN] [--compare-upstream]``.
+"""Benchmark pyrate_limiter: ``.venv/bin/python scripts/bench.py [--quick] [--only PATTERN] [--compare-upstream]``,
+or how cost grows: ``.venv/bin/python scripts/bench.py --curves [--quick] [--only CURVE] [--out DIR]``.
 
 The code is in ``scripts/benchmark/``; ``--help`` says what it measures. Workers run this file too.
 """

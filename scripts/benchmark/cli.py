@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DESCRIPTION = """Benchmark pyrate_limiter against the floors of this machine and, if asked, against upstream 3.9.0.
 
     .venv/bin/python scripts/bench.py [--quick] [--only PATTERN] [--compare-upstream]
+    .venv/bin/python scripts/bench.py --curves [--quick] [--only CURVE] [--out DIR]
 
 Each scenario runs in a worker process (``scripts/bench.py --worker``), which measures right after every
 round the floor that scenario cannot beat on this machine: an uncontended ``threading.Lock`` and a
@@ -42,6 +43,11 @@ is the median of the ratios of measurements run back to back. In-memory scenario
 count the worker thread's CPU time, not wall time; latencies are wall time. Redis and PostgreSQL are
 started on loopback by ``tests/servers.py``, as for the tests, and stopped at the end; a backend that
 is missing or fails shows ``n/a: <reason>`` in its row and the run goes on.
+
+``--curves`` measures instead how cost grows (``scripts/benchmark/curves.py``): time per acquire and
+memory as live entries (10 to 10**6), distinct keys (1 to 10**6) and weight (1 to 10**6) grow, and
+throughput as asyncio tasks (1 to 10 000) and threads (1 to 64) do, in memory, on Redis and on SQLite
+where it applies; a CSV and a PNG per curve in ``--out``. ``--quick`` caps the largest points.
 """
 
 
@@ -78,6 +84,10 @@ def main() -> None:
     parser.add_argument(
         "--compare-upstream", action="store_true", help="also run pyrate-limiter 3.9.0, in a temporary virtualenv"
     )
+    parser.add_argument("--curves", action="store_true", help="measure how cost grows instead (CSV and PNG per curve)")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "docs" / "benchmark" / "curves", help="where --curves writes"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -87,6 +97,10 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     from tests import servers
 
+    if args.curves:
+        from .curves import run_curves
+
+        return run_curves(args.quick, args.only, args.out, servers.redis_server)
     with contextlib.ExitStack() as stack:
         pythons, down = {"ours": sys.executable}, dict[str, str]()
         if args.compare_upstream:

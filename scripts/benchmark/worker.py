@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .accuracy import sc_accuracy
+from .curve_points import pt_entries, pt_keys, pt_tasks, pt_threads, pt_weight
 from .floors import floor_memory, floor_postgres, floor_redis, floor_sqlite
 from .scenarios import sc_acquire, sc_async, sc_keys, sc_memory, sc_redis_memory, sc_rejected, sc_waiter, sc_weight
 
@@ -39,6 +40,11 @@ SCENARIOS: dict[str, Callable[[Any, Row], list[Row]]] = {
     "floor redis": floor_redis,
     "floor sqlite": floor_sqlite,
     "floor postgres": floor_postgres,
+    "curve entries": pt_entries,
+    "curve keys": pt_keys,
+    "curve tasks": pt_tasks,
+    "curve threads": pt_threads,
+    "curve weight": pt_weight,
 }
 
 
@@ -67,7 +73,9 @@ class Worker:
     def run(self, scenario: str, params: Row) -> Round:
         if self.proc is None or self.proc.poll() is not None:
             argv = [self.python, str(SCRIPT), "--worker"]
-            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+            # Another interpreter (upstream's) must not see our PYTHONPATH; ours keeps it, so that a
+            # worktree run with PYTHONPATH=src measures that tree, not the package installed.
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" or self.python == sys.executable}
             self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         assert self.proc.stdin is not None
         assert self.proc.stdout is not None
