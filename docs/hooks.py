@@ -7,6 +7,7 @@ heading the README no longer has fails the build.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 INCLUDE = re.compile(r"^<!-- include README: (#+ .+?) -->$", re.MULTILINE)
 HEADING = re.compile(r"#+ ")
 FENCE = re.compile(r"(```|~~~)")
+DOCS_LINK = re.compile(r"\]\(docs/([^)]+)\)")  # a README link into docs/: relative to the page here
 
 
 def on_page_markdown(markdown: str, *, page: Page, config: MkDocsConfig, files: Files) -> str:
@@ -51,4 +53,6 @@ def readme_section(readme: str, heading: str, page: str) -> str:
         elif not fenced and HEADING.match(line):
             break
         body.append(line)
-    return "\n".join(body).strip("\n")
+    here = posixpath.dirname(page)
+    text = "\n".join(body).strip("\n")
+    return DOCS_LINK.sub(lambda link: f"]({posixpath.relpath(link.group(1), here or '.')})", text)
