@@ -54,6 +54,12 @@ def specs(quick: bool) -> list[Spec]:
         s("async", {**mem, **tasks100}, ["async 100 tasks, asyncio"], [("ratio", 3.5)]),
         s("async", {**mem, **tasks100, "loop": "trio"}, ["async 100 tasks, trio"], [None], upstream=False),
         s(
+            "v3 async",
+            {**mem, **tasks100},
+            ["v3 async spelling, 100 tasks", "v3 async spelling / native AsyncLimiter"],
+            [("ratio", 3.5), ("min", 0.8)],
+        ),
+        s(
             "acquire",
             redis,
             ["redis sync, 1 key", "redis sync / floor, interleaved", "redis round trips/acq"],

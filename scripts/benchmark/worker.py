@@ -14,7 +14,17 @@ from typing import TYPE_CHECKING, Any
 from .accuracy import sc_accuracy
 from .curve_points import pt_entries, pt_keys, pt_tasks, pt_threads, pt_weight
 from .floors import floor_memory, floor_postgres, floor_redis, floor_sqlite
-from .scenarios import sc_acquire, sc_async, sc_keys, sc_memory, sc_redis_memory, sc_rejected, sc_waiter, sc_weight
+from .scenarios import (
+    sc_acquire,
+    sc_async,
+    sc_keys,
+    sc_memory,
+    sc_redis_memory,
+    sc_rejected,
+    sc_v3_async,
+    sc_waiter,
+    sc_weight,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,6 +40,7 @@ SCENARIOS: dict[str, Callable[[Any, Row], list[Row]]] = {
     "acquire": sc_acquire,
     "rejected": sc_rejected,
     "keys": sc_keys,
+    "v3 async": sc_v3_async,
     "async": sc_async,
     "memory": sc_memory,
     "redis_memory": sc_redis_memory,

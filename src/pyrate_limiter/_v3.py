@@ -96,6 +96,15 @@ class BucketAsyncWrapper(AsyncAbstractBucket):
             raise TypeError(f"BucketAsyncWrapper wraps a bucket, got {bucket!r}")
         self.bucket = bucket
         self._inline = isinstance(bucket, InMemoryBucket | AsyncAbstractBucket)
+        if type(bucket) is InMemoryBucket:
+            # Ours, never blocking, never awaitable: its decision is called straight, one
+            # coroutine deep like AsyncInMemoryBucket's, on the path of every acquire.
+            decide = bucket._log.reserve
+
+            async def reserve(item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+                return decide(item, max_delay)
+
+            self.reserve = reserve  # type: ignore[method-assign]
 
     @property
     def rates(self) -> list[Rate]:
