@@ -70,7 +70,7 @@ REPLACEMENTS = {
     "AsyncSQLiteBucket": "SQLiteBucket",
     "AsyncSQLiteClock": "SQLiteClock",
     "AsyncSQLiteConnection": "SQLiteConnection",
-    "async_driver": "driver",  # src/pyrate_limiter/_drivers/sqlite.py
+    "async_driver": "driver",  # src/pyrate_limiter/_drivers/sqlite.py and redis.py
     # redis (src/pyrate_limiter/_async/buckets/redis.py and its tests)
     "AsyncClientOwningRedisBucket": "ClientOwningRedisBucket",
     "AsyncRedisBucket": "RedisBucket",

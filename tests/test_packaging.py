@@ -98,9 +98,9 @@ def sdist_names(sdist: Path) -> set[str]:
         return {name.partition("/")[2] for name in archive.getnames()}
 
 
-def sql_files() -> set[str]:
-    """The statement files the drivers load at import (``_drivers/*.sql``), relative to the package."""
-    return {path.relative_to(PACKAGE).as_posix() for path in PACKAGE.rglob("*.sql")}
+def driver_files() -> set[str]:
+    """The files the drivers load at import (``_drivers/*.sql``, ``*.lua``), relative to the package."""
+    return {path.relative_to(PACKAGE).as_posix() for pattern in ("*.sql", "*.lua") for path in PACKAGE.rglob(pattern)}
 
 
 def twin_modules() -> set[str]:
@@ -116,12 +116,12 @@ def test_wheel_ships_generated_sync_code_and_py_typed(dists: Dists) -> None:
         assert "pyrate_limiter/py.typed" in names
 
 
-def test_wheel_and_sdist_ship_the_sql_files(dists: Dists) -> None:
-    assert "_drivers/sqlite.sql" in sql_files()
+def test_wheel_and_sdist_ship_the_sql_and_lua_files(dists: Dists) -> None:
+    assert {"_drivers/sqlite.sql", "_drivers/redis.lua"} <= driver_files()
     for wheel in (dists.wheel, dists.sdist_wheel):
-        missing = {f"pyrate_limiter/{f}" for f in sql_files()} - wheel_names(wheel)
+        missing = {f"pyrate_limiter/{f}" for f in driver_files()} - wheel_names(wheel)
         assert not missing, f"{wheel.name} lacks {sorted(missing)}"
-    missing = {f"src/pyrate_limiter/{f}" for f in sql_files()} - sdist_names(dists.sdist)
+    missing = {f"src/pyrate_limiter/{f}" for f in driver_files()} - sdist_names(dists.sdist)
     assert not missing, f"{dists.sdist.name} lacks {sorted(missing)}"
 
 

@@ -20,8 +20,9 @@ import anyio.to_thread
 
 from ._adapters import AsyncFactory, as_async_bucket, awaited, has_async_methods, is_async, is_async_clock
 from ._async import AsyncAbstractBucket, AsyncAbstractClock, AsyncBucketFactory, AsyncLimiter
-from ._async.buckets.redis import AsyncRedisBucket, is_async_client
+from ._async.buckets.redis import AsyncRedisBucket
 from ._concurrency import acquire_args
+from ._drivers.redis import is_async_client
 from ._rate import Rate, RateItem
 from ._sync import AbstractBucket, AbstractClock, BucketFactory
 from ._sync import Limiter as _SyncLimiter

@@ -24,8 +24,8 @@ import anyio
 import anyio.to_thread
 
 from ._async.buckets.base import AsyncAbstractBucket
-from ._async.buckets.redis import SCRIPT as REDIS_SCRIPT
 from ._async.clocks import AsyncTimeClock
+from ._drivers.redis import SCRIPT as REDIS_SCRIPT
 from ._sync.buckets.in_memory import InMemoryBucket
 
 if TYPE_CHECKING:

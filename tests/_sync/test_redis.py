@@ -21,8 +21,8 @@ from pyrate_limiter import (
     Rate,
     RateItem,
 )
-from pyrate_limiter._async.buckets.redis import SHA
 from pyrate_limiter._concurrency import TaskGroup, resolve, run_blocking
+from pyrate_limiter._drivers.redis import SHA
 from tests.redis_clients import close_client, redis_client
 
 from ..windows import assert_windows_hold
