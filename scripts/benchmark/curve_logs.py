@@ -84,13 +84,13 @@ class RedisLog:
         self.bucket.flush()
 
     def fill(self, n: int, weight: int) -> None:
-        from pyrate_limiter._sync.buckets.redis import _request
+        from pyrate_limiter._drivers.redis import request
 
         self.bucket.flush()
         start = self.clock.take(n)
         for first in range(0, n, FILL_BATCH):
             times = range(start + first, start + min(n, first + FILL_BATCH))
-            self.bucket._reserve_all([_request(t, weight, -1, "k") for t in times])
+            self.bucket._reserve_all([request(t, weight, -1, "k") for t in times])
 
     def measured_fill(self, n: int, weight: int) -> int:
         before = used_memory(self.client)
@@ -98,7 +98,7 @@ class RedisLog:
         return used_memory(self.client) - before
 
     def entries(self, weight: int) -> int:
-        return int(self.client.zcard("{" + self.key + "}:log"))  # the key the bucket's docstring names
+        return int(self.client.zcard(self.key))  # the log lives at the bucket's own key
 
 
 class SQLiteLog:

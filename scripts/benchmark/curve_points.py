@@ -204,21 +204,21 @@ def redis_keys(pl: Any, p: Row, names: list[str], stack: contextlib.ExitStack) -
     pipelined calls of the bucket's script."""
     import redis
 
-    from pyrate_limiter._sync.buckets.redis import _OPS, _SHA, _request
+    from pyrate_limiter._drivers.redis import OPS, SHA, request, state_key
 
     client = stack.enter_context(redis.Redis.from_url(p["redis_url"]))
     client.flushdb()  # the benchmark's own server: nothing else lives there
     stack.callback(client.flushdb)
     rates, now = entries_rates(pl), time.time_ns() // 1_000_000
     rule = pl.RedisBucket.init(rates, client, "template")._rule  # loads the script; the rates as sent
-    before, op = used_memory(client), _OPS["reserve"]
+    before, op = used_memory(client), OPS["reserve"]
     connection, sent = client.connection_pool.get_connection(), 0
     try:
         # Each batch is sent before the replies to the one before it are read: the server works
         # while this process packs.
         for first in [*range(0, len(names), 2000), len(names)]:
             commands = [
-                ("EVALSHA", _SHA, 2, f"{{{name}}}:log", f"{{{name}}}:state", op + _request(now, 1, -1, name) + rule)
+                ("EVALSHA", SHA, 2, name, state_key(name), op + request(now, 1, -1, name) + rule)
                 for name in names[first : first + 2000]
             ]
             if commands:
