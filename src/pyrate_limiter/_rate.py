@@ -89,6 +89,38 @@ class RateItem:
         return (RateItem, (self.name, self.timestamp, self.weight))
 
 
+# Names already found good: checking one again is a set lookup. Cleared when full, never stale.
+VALID_NAMES: set[str] = set()
+_VALID_NAMES_MAX = 1 << 16
+
+
+def check_name(name: Any) -> None:
+    """Refuse a name some backend could not keep: every one of them takes exactly these.
+
+    A name is a ``str`` that encodes to UTF-8 (no lone surrogate) and holds no NUL character,
+    which SQL text cannot, or an ``int``, as the v3 docs' first example uses (kept as it is in
+    memory, as its decimal text elsewhere). Anything else is refused the same way on every
+    backend, before anything is recorded.
+
+    :raises TypeError: neither a ``str`` nor an ``int``.
+    :raises ValueError: a NUL character or a lone surrogate.
+    """
+    if type(name) is int:
+        return
+    if not isinstance(name, str):
+        raise TypeError(f"a name must be a str (or an int), got {name!r}")
+    if "\0" in name:
+        raise ValueError(f"a name cannot hold a NUL character, got {name!r}")
+    if not name.isascii():
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"a name must encode to UTF-8 (no lone surrogate), got {name!r}") from None
+    if len(VALID_NAMES) >= _VALID_NAMES_MAX:
+        VALID_NAMES.clear()
+    VALID_NAMES.add(name)
+
+
 def validate_rate_list(rates: list[Rate]) -> bool:
     """Whether ``rates`` is non-empty and ordered as buckets need.
 

@@ -86,3 +86,38 @@ def test_a_clock_that_tells_no_time_is_refused_clearly(create_atomic_bucket: Cre
     with pytest.raises(TypeError, match="milliseconds"):
         limiter.try_acquire("k")
     assert bucket.count() == 0
+
+
+BAD_NAMES = [
+    ("a\0b", ValueError, "NUL"),
+    ("\udc80", ValueError, "UTF-8"),
+    (b"bytes", TypeError, "a name must be a str"),
+    (None, TypeError, "a name must be a str"),
+    (1.5, TypeError, "a name must be a str"),
+    (["unhashable"], TypeError, "a name must be a str"),
+]
+
+
+@pytest.mark.parametrize(("name", "error", "message"), BAD_NAMES, ids=repr)
+def test_a_name_no_backend_can_keep_is_refused_on_every_backend(
+    create_atomic_bucket: CreateBucket, name: Any, error: type[Exception], message: str
+) -> None:
+    # Every one of ours; a user's own bucket is guarded by the limiter alone (its put is its own).
+    bucket = create_atomic_bucket([Rate(5, 1000)])
+    limiter = Limiter(bucket, clock=FakeClock())
+    with pytest.raises(error, match=message):
+        limiter.try_acquire(name)
+    with pytest.raises(error, match=message):
+        limiter.reserve(name)
+    with pytest.raises(error, match=message):
+        bucket.put(RateItem(name, T0))
+    assert bucket.count() == 0
+
+
+def test_every_backend_takes_any_text_and_ints_as_names(create_atomic_bucket: CreateBucket) -> None:
+    names: list[Any] = ["", "ü ' \" ; DROP TABLE x; --", "🚦" * 100, "\t\n", 5, -(2**70)]
+    bucket = create_atomic_bucket([Rate(len(names), 1000)])
+    limiter = Limiter(bucket, clock=FakeClock(), raise_when_fail=False)
+    assert [limiter.try_acquire(name) for name in names] == [True] * len(names)
+    found = [bucket.peek(i) for i in range(len(names))]
+    assert sorted(str(unit.name) for unit in found if unit is not None) == sorted(str(name) for name in names)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _hooks as report
 from .._concurrency import adecorate, ashielded, asleep
 from .._errors import BackendError, BucketFullException, LimiterDelayException
-from .._rate import Rate, RateItem
+from .._rate import VALID_NAMES, Rate, RateItem, check_name
 from .._window import FOREVER, NEVER
 from .buckets.base import AsyncAbstractBucket
 from .buckets.in_memory import AsyncInMemoryBucket
@@ -101,6 +101,12 @@ class AsyncLimiter:
         :raises BucketFullException: refused, with no wait allowed (or the weight exceeds a limit).
         :raises LimiterDelayException: the wait needed is longer than ``max_delay``.
         """
+        try:
+            known = name in VALID_NAMES  # one set lookup for a name seen before
+        except TypeError:  # unhashable: check_name says what is wrong with it
+            known = False
+        if not known:
+            check_name(name)
         if type(weight) is not int:
             raise TypeError(f"weight must be an int, got {weight!r}")
         if weight < 0:
@@ -151,6 +157,7 @@ class AsyncLimiter:
 
     async def _reserve(self, name: str, weight: int, max_delay: Any, *, raising: bool) -> AsyncReservation | None:
         # try_acquire's first steps, written out there too: its hot path spends no call on sharing them.
+        check_name(name)
         if type(weight) is not int:
             raise TypeError(f"weight must be an int, got {weight!r}")
         if weight < 0:

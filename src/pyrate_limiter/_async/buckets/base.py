@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
-from ..._rate import RateItem
+from ..._rate import RateItem, check_name
 from ..._window import NEVER, span
 
 if TYPE_CHECKING:
@@ -92,5 +92,6 @@ class AsyncReservingBucket(AsyncAbstractBucket):
         """Record ``item`` now or, within ``max_delay`` ms, at the earliest time it fits (see the base)."""
 
     async def put(self, item: RateItem) -> bool:
+        check_name(item.name)  # the names every backend takes, the same on each
         _, self.failing_rate = await self.reserve(item, None)
         return self.failing_rate is None
