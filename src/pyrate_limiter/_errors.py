@@ -8,7 +8,21 @@ if TYPE_CHECKING:
     from ._rate import Rate, RateItem
 
 
-class BucketFullException(Exception):
+class _Refusal(Exception):
+    """What both refusals carry first in ``args``: the item, and the rate that refused it."""
+
+    args: tuple[Any, ...]
+
+    @property
+    def item(self) -> RateItem:
+        return self.args[0]  # type: ignore[no-any-return]
+
+    @property
+    def rate(self) -> Rate:
+        return self.args[1]  # type: ignore[no-any-return]
+
+
+class BucketFullException(_Refusal):
     """An item did not fit and the limiter was not allowed to wait for it.
 
     ``BucketFullException(item, rate)``: kept in ``args`` only, with no ``__init__`` of ours and
@@ -16,14 +30,6 @@ class BucketFullException(Exception):
     """
 
     args: tuple[RateItem, Rate]
-
-    @property
-    def item(self) -> RateItem:
-        return self.args[0]
-
-    @property
-    def rate(self) -> Rate:
-        return self.args[1]
 
     @property
     def meta_info(self) -> dict[str, Any]:
@@ -40,7 +46,7 @@ class BucketFullException(Exception):
         return str(self.meta_info["error"])
 
 
-class LimiterDelayException(Exception):
+class LimiterDelayException(_Refusal):
     """An item would fit only after a longer wait than ``max_delay`` allows.
 
     ``LimiterDelayException(item, rate, actual_delay, max_delay)``, kept in ``args`` like
@@ -48,14 +54,6 @@ class LimiterDelayException(Exception):
     """
 
     args: tuple[RateItem, Rate, int, int]
-
-    @property
-    def item(self) -> RateItem:
-        return self.args[0]
-
-    @property
-    def rate(self) -> Rate:
-        return self.args[1]
 
     @property
     def actual_delay(self) -> int:
