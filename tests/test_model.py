@@ -89,6 +89,15 @@ class ReferenceBucket:
         at, _ = self.decide(self.start(t, True), weight)
         return NEVER if at == NEVER else at - t
 
+    def state(self, t: int, weight: int) -> tuple[int, list[tuple[Rate, int, int]]]:
+        """``waiting``, and per rate the weight counted at ``t`` and ms until its oldest unit frees."""
+        usage = []
+        for rate in self.rates:
+            counted = [stamp for stamp, weight, _ in self.items if stamp >= t - rate.interval and weight > 0]
+            used = self.counted(t, rate)
+            usage.append((rate, used, min(counted) + rate.interval + 1 - t if counted else 0))
+        return self.waiting(t, weight), usage
+
     def trim(self, horizon: int) -> int:
         """Drop the items that can no longer count after ``horizon``; return their weight."""
         gone = [item for item in self.items if item[0] <= horizon]
@@ -171,6 +180,11 @@ def machine_for(make: Callable[[], AbstractBucket], rates: list[Rate]) -> type[R
         @rule(weight=weights)
         def waiting(self, weight: int) -> None:
             assert self.bucket.waiting(RateItem("w", self.now, weight)) == self.model.waiting(self.now, weight)
+
+        @rule(weight=weights)
+        def state(self, weight: int) -> None:
+            # What Limiter.state reads, and what an acquire at that instant then decides.
+            assert self.bucket.state(RateItem("s", self.now, weight)) == self.model.state(self.now, weight)
 
         @rule(back=st.sampled_from([0, 0, 1, longest, longest + 1]))
         def leak(self, back: int) -> None:

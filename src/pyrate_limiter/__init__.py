@@ -28,6 +28,7 @@ from ._errors import BackendError, BucketFullException, LimiterDelayException
 from ._hooks import LimiterHooks
 from ._multiprocess import MultiprocessBucket
 from ._rate import Duration, Rate, RateItem, validate_rate_list
+from ._state import LimitState, RateState
 from ._sync import (
     AbstractBucket,
     AbstractClock,
@@ -87,6 +88,7 @@ __all__ = [
     "Limiter",
     "LimiterDelayException",
     "LimiterHooks",
+    "LimitState",
     "MonotonicClock",
     "MultiprocessBucket",
     "PgQueries",
@@ -94,6 +96,7 @@ __all__ = [
     "PostgresClock",
     "Rate",
     "RateItem",
+    "RateState",
     "RedisBucket",
     "Reservation",
     "SQLiteBucket",

@@ -208,6 +208,24 @@ class SlidingLog:
             at, _ = self._earliest(max(t, self._floor), weight)
             return NEVER if at == NEVER else at - t
 
+    def state(self, t: int, weight: int) -> tuple[int, list[tuple[Rate, int, int]]]:
+        """``waiting(t, weight)``, and for every rate the units counted at ``t`` and ms until one frees.
+
+        A rate counts at ``t`` the units stamped after ``t - span`` (reservations ahead too); the
+        oldest of them frees its room at its stamp plus the span.
+        """
+        with self._lock:
+            at, _ = self._earliest(max(t, self._floor), weight)
+            ts, cum, head = self._ts, self._cum, self._head
+            usage = []
+            for _, stamps, rate in self._rates:
+                i = bisect_right(ts, t - stamps, head)  # the first entry that counts at t
+                before = cum[i - 1] if i > head else self._base
+                used = self._total - before
+                # The oldest unit counted: the first entry past ``before`` (one of weight 0 holds none).
+                usage.append((rate, used, ts[bisect_right(cum, before, i)] + stamps - t if used else 0))
+            return (NEVER if at == NEVER else at - t), usage
+
     def release(self, name: Any, at: int, weight: int) -> bool:
         """Remove one entry recorded at ``at`` with ``weight`` and ``name``: a reservation given back."""
         with self._lock:

@@ -205,6 +205,7 @@ local function make_rule()
     if at < oldest then oldest = at end
     total, changed = total + w, true
   end
+  r.spans = spans
   return r
 end
 local made
@@ -293,6 +294,26 @@ elseif op == 'L' then  -- leak
   rule().trim(t - longest)
   save(t, false)
   return base - b
+elseif op == 'S' then  -- state: waiting's answer, then per rate the units counted at t and ms until one frees
+  local r = rule()
+  local at = r.earliest(math.max(t, trimmed + longest), n)
+  local out = {at == -1 and -1 or at - t}
+  for i = 1, #r.spans do
+    local rank = r.last_upto(t - r.spans[i])  -- the newest entry that no longer counts at t
+    local before, used, reset = base, 0, 0
+    if rank >= 0 then
+      local _
+      _, _, before = r.entry(rank)
+    end
+    used = total - before
+    if used > 0 then
+      local _, ts = r.entry(rank + 1)
+      reset = ts + r.spans[i] - t
+    end
+    out[#out + 1] = used
+    out[#out + 1] = reset
+  end
+  return out
 elseif op == 'C' then  -- count
   return total - base
 elseif op == 'P' then  -- peek

@@ -209,13 +209,22 @@ class TableSQL:
     flush: str
     count: str
     peek: str
+    usage: str  # state with counted_since per rate: Limiter.state's one statement
 
     @classmethod
     def of(cls, table: str, limits: Iterable[int]) -> TableSQL:
-        """The statements on ``table`` (any text: it is quoted) for rates of ``limits``."""
-        quoted = '"' + table.replace('"', '""') + '"'
+        """The statements on ``table`` (any text: it is quoted) for rates of ``limits``.
+
+        ``usage`` takes the weight, then ``t - span`` of each rate.
+        """
+        quoted, limits = '"' + table.replace('"', '""') + '"', list(limits)
         firsts = ", ".join(SQL["first_reaching"].format(table=quoted, limit=int(limit)) for limit in limits)
-        return cls(*(SQL[field.name].format(table=quoted, firsts=firsts) for field in fields(cls)))
+        counted = "".join(
+            ", " + SQL["counted_since"].format(table=quoted, since=f"?{k + 2}") for k in range(len(limits))
+        )
+        made = {field.name: SQL[field.name] for field in fields(cls) if field.name != "usage"}
+        made["usage"] = SQL["state"].replace("{counted}", counted)
+        return cls(**{name: text.format(table=quoted, firsts=firsts, counted="") for name, text in made.items()})
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -41,15 +41,21 @@ SELECT cum, ts, weight, name FROM {table} LIMIT 0
 -- name: state
 -- One row: total, newest ts, base (the weight ever trimmed), the trimmed row's ts (the oldest
 -- row, if of weight 0), the oldest live row's ts, then {firsts}: one first_reaching per rate.
--- ?1 is the item's weight.
+-- ?1 is the item's weight. For Limiter.state, {counted} adds one counted_since per rate.
 SELECT n.cum, n.ts, o.cum - o.weight, CASE WHEN o.weight = 0 THEN o.ts END,
-(SELECT ts FROM {table} WHERE cum > o.cum - o.weight ORDER BY cum LIMIT 1), {firsts}
+(SELECT ts FROM {table} WHERE cum > o.cum - o.weight ORDER BY cum LIMIT 1), {firsts}{counted}
 FROM {table} AS n, {table} AS o
 WHERE n.cum = (SELECT max(cum) FROM {table}) AND o.cum = (SELECT min(cum) FROM {table})
 
 -- name: first_reaching
 -- The ts of the first row whose running total reaches total + weight - limit.
 (SELECT ts FROM {table} WHERE cum >= n.cum + ?1 - {limit} ORDER BY cum LIMIT 1)
+
+-- name: counted_since
+-- For a rate whose window at t holds the rows after {since} (t - its span, a parameter): the
+-- running total of the newest row before them, and the stamp of the oldest of them.
+(SELECT cum FROM {table} WHERE ts <= {since} ORDER BY cum DESC LIMIT 1),
+(SELECT ts FROM {table} WHERE ts > {since} AND weight > 0 ORDER BY cum LIMIT 1)
 
 -- name: trim
 -- Delete the rows at or before ?1 but the newest of them (9223372036854775807: no row is newer).

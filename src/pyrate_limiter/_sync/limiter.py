@@ -10,6 +10,7 @@ from .. import _hooks as report
 from .._concurrency import decorate, shielded, sleep
 from .._errors import BackendError, BucketFullException, LimiterDelayException
 from .._rate import VALID_NAMES, Rate, RateItem, check_name
+from .._state import LimitState, limit_state
 from .._window import FOREVER, NEVER
 from .buckets.base import AbstractBucket
 from .buckets.in_memory import InMemoryBucket
@@ -151,6 +152,16 @@ class Limiter:
             records nothing.
         """
         return self._reserve(name, weight, max_delay, raising=self.raise_when_fail)
+
+    def state(self, name: str, weight: int = 1) -> LimitState:
+        """Where ``name`` stands, spending and reserving nothing: when an item of ``weight`` would
+        fit (``retry_after_ms``: 0 now, ``None`` never) and each rate's ``used``, ``remaining`` and
+        ``reset_ms``, read in one atomic step; ``try_acquire`` at that instant decides the same."""
+        check_name(name)
+        if type(weight) is not int or weight < 0:
+            raise (TypeError if type(weight) is not int else ValueError)(f"weight must be an int >= 0, got {weight!r}")
+        item, bucket = self._route(name, weight)
+        return limit_state(*bucket.state(item))
 
     def acquire(self, name: str, weight: int = 1, max_delay: float | None = _LIMITER_DEFAULT) -> Admission:
         """``async with limiter.acquire(name, weight):`` runs the block once admitted (see ``AsyncAdmission``)."""

@@ -10,6 +10,7 @@ from ..._window import NEVER, span
 
 if TYPE_CHECKING:
     from ..._rate import Rate
+    from ..._state import Usage
 
 
 class AsyncAbstractBucket(ABC):
@@ -56,6 +57,23 @@ class AsyncAbstractBucket(ABC):
             if bound is not None:
                 wait = max(wait, bound.timestamp + span(rate.interval) - item.timestamp)
         return wait
+
+    async def state(self, item: RateItem) -> tuple[int, Usage]:
+        """``waiting(item)``, and per rate: the rate, units counted at ``item.timestamp``, ms until one frees.
+
+        Ours answer in one atomic step; this default, for buckets written against v3, reads
+        ``waiting`` and then the units newest first with ``peek``.
+        """
+        t, wait = item.timestamp, await self.waiting(item)
+        longest = max(span(rate.interval) for rate in self.rates)
+        stamps: list[int] = []
+        while (unit := await self.peek(len(stamps))) is not None and unit.timestamp > t - longest:
+            stamps.append(unit.timestamp)
+        usage = []
+        for rate in self.rates:
+            counted = [stamp for stamp in stamps if stamp > t - span(rate.interval)]
+            usage.append((rate, len(counted), min(counted) + span(rate.interval) - t if counted else 0))
+        return wait, usage
 
     async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
         """Record ``item`` now or, within ``max_delay`` ms, at the earliest time it fits.

@@ -10,6 +10,7 @@ from .base import AsyncReservingBucket
 
 if TYPE_CHECKING:
     from ..._rate import Rate
+    from ..._state import Usage
 
 
 class AsyncInMemoryBucket(AsyncReservingBucket):
@@ -28,6 +29,9 @@ class AsyncInMemoryBucket(AsyncReservingBucket):
 
     async def waiting(self, item: RateItem) -> int:
         return self._log.waiting(item.timestamp, item.weight)
+
+    async def state(self, item: RateItem) -> tuple[int, Usage]:
+        return self._log.state(item.timestamp, item.weight)
 
     async def leak(self, current_timestamp: int) -> int:
         return self._log.leak(current_timestamp)

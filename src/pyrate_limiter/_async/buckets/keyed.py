@@ -13,6 +13,8 @@ from .base import AsyncReservingBucket
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ..._state import Usage
+
     RatesFor = Callable[[str], list[Rate]]
 
 _SWEEP_CHUNK = 1024  # logs leaked per hold of the lock: a sweep never stalls acquires for long
@@ -58,6 +60,11 @@ class AsyncKeyedBucket(AsyncReservingBucket):
         with self._lock:
             log = self._logs.get(item.name) or self._new_log(item.name)
             return log.waiting(item.timestamp, item.weight)
+
+    async def state(self, item: RateItem) -> tuple[int, Usage]:
+        with self._lock:
+            log = self._logs.get(item.name) or self._new_log(item.name)
+            return log.state(item.timestamp, item.weight)
 
     async def leak(self, current_timestamp: int) -> int:
         """Trim every name's log at ``current_timestamp``, and drop the logs left empty."""

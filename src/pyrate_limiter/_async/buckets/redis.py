@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from ..._rate import Rate
+    from ..._state import Usage
     from ..._typing import AsyncRedisClient, RedisClient
 
 
@@ -89,6 +90,13 @@ class AsyncRedisBucket(AsyncReservingBucket):
         if item.weight > self._unstorable:
             return NEVER
         return int(await self._run("waiting", SERVER_CLOCK if self.server_time else item.timestamp, item.weight))
+
+    async def state(self, item: RateItem) -> tuple[int, Usage]:
+        # One script call reads it all; a weight past storing is asked about as 0, and never fits.
+        weight = 0 if item.weight > self._unstorable else item.weight
+        reply = await self._run("state", SERVER_CLOCK if self.server_time else item.timestamp, weight)
+        usage = [(rate, int(reply[1 + 2 * i]), int(reply[2 + 2 * i])) for i, rate in enumerate(self.rates)]
+        return (NEVER if weight != item.weight else int(reply[0])), usage
 
     async def release(self, item: RateItem) -> None:
         await self._run("release", item.timestamp, item.weight, -1, item.name)

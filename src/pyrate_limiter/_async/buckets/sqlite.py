@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from ..._drivers.sqlite import Query, Rows, Steps
     from ..._rate import Rate
+    from ..._state import Usage
     from ..._typing import AsyncSQLiteConnection
 
 DEFAULT_TABLE = "rate_bucket"
@@ -120,6 +121,21 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
     async def waiting(self, item: RateItem) -> int:
         delay, _ = await self._decide(item, None, record=False)
         return delay
+
+    async def state(self, item: RateItem) -> tuple[int, Usage]:
+        # One statement reads it all; a weight past storing is asked about as 0, and never fits.
+        weight, t, n = (0 if item.weight > self._unstorable else item.weight), item.timestamp, len(self._rates)
+        params = (weight, *(t - stamps for _, stamps in self._rates))
+        rows: Rows = await self._run(_one(self._sql.usage, params), write=False)
+        row: Any = rows[0] if rows else (0, None, 0, None, None, *[None] * 3 * n)  # no rows: an empty table
+        total, _, base, trimmed, _, *rest = row
+        at, _ = earliest_fit(judged_at(t, trimmed, self._longest), weight, self._rates, total, base, rest[:n])
+        usage = []
+        for i, (rate, (_, stamps)) in enumerate(zip(self.rates, self._rates, strict=True)):
+            before, first = rest[n + 2 * i], rest[n + 2 * i + 1]
+            used = total - (base if before is None else before)
+            usage.append((rate, used, first + stamps - t if used else 0))
+        return (NEVER if weight != item.weight else wait(t, at)), usage
 
     async def release(self, item: RateItem) -> None:
         await self._run(self._release_steps(item.timestamp, item.weight, _name(item)), write=True)

@@ -11,6 +11,7 @@ from .base import ReservingBucket
 
 if TYPE_CHECKING:
     from ..._rate import Rate
+    from ..._state import Usage
 
 
 class InMemoryBucket(ReservingBucket):
@@ -29,6 +30,9 @@ class InMemoryBucket(ReservingBucket):
 
     def waiting(self, item: RateItem) -> int:
         return self._log.waiting(item.timestamp, item.weight)
+
+    def state(self, item: RateItem) -> tuple[int, Usage]:
+        return self._log.state(item.timestamp, item.weight)
 
     def leak(self, current_timestamp: int) -> int:
         return self._log.leak(current_timestamp)

@@ -14,6 +14,8 @@ from .base import ReservingBucket
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ..._state import Usage
+
     RatesFor = Callable[[str], list[Rate]]
 
 _SWEEP_CHUNK = 1024  # logs leaked per hold of the lock: a sweep never stalls acquires for long
@@ -59,6 +61,11 @@ class KeyedBucket(ReservingBucket):
         with self._lock:
             log = self._logs.get(item.name) or self._new_log(item.name)
             return log.waiting(item.timestamp, item.weight)
+
+    def state(self, item: RateItem) -> tuple[int, Usage]:
+        with self._lock:
+            log = self._logs.get(item.name) or self._new_log(item.name)
+            return log.state(item.timestamp, item.weight)
 
     def leak(self, current_timestamp: int) -> int:
         """Trim every name's log at ``current_timestamp``, and drop the logs left empty."""
