@@ -19,19 +19,20 @@ if TYPE_CHECKING:
     from tests.servers import RedisClusterHandle
 
 
-def redis_client(url: str, native: bool, retries: int | None = None) -> Any:  # Any: either kind fits every bucket
+def redis_client(url: str, native: bool, retries: int | None = None, **options: Any) -> Any:  # Any: fits every bucket
     """A client for ``url``: the async one when ``native`` (asyncio), else the sync one.
 
     :param retries: retry a failed connection this many times at once, instead of redis-py's
         default backoff (seconds of retrying while a server is down).
+    :param options: for the client (``socket_timeout``, ...).
     """
     if native:
-        if retries is None:
-            return redis.asyncio.Redis.from_url(url)
-        return redis.asyncio.Redis.from_url(url, retry=redis.asyncio.retry.Retry(NoBackoff(), retries))
-    if retries is None:
-        return redis.Redis.from_url(url)
-    return redis.Redis.from_url(url, retry=redis.retry.Retry(NoBackoff(), retries))
+        if retries is not None:
+            options["retry"] = redis.asyncio.retry.Retry(NoBackoff(), retries)
+        return redis.asyncio.Redis.from_url(url, **options)
+    if retries is not None:
+        options["retry"] = redis.retry.Retry(NoBackoff(), retries)
+    return redis.Redis.from_url(url, **options)
 
 
 def cluster_client(cluster: RedisClusterHandle, native: bool) -> Any:

@@ -113,6 +113,7 @@ class RedisServer:
         self.port = port
         argv = [_find_binary("redis-server", "redis-server"), "--port", str(port), "--bind", HOST]
         argv += ["--save", "", "--appendonly", "no", "--dir", str(directory), "--daemonize", "no"]
+        argv += ["--enable-debug-command", "local"]  # DEBUG SLEEP: the fault tests' lost replies
         if cluster_bus_port is not None:
             # An explicit bus port: the default (port + 10000) overflows for high ephemeral ports.
             argv += ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]

@@ -82,10 +82,19 @@ class LimiterDelayException(_Refusal):
 
 
 class BackendError(Exception):
-    """A bucket's storage failed (connection lost, disk full, ...): nothing was recorded.
+    """A bucket's storage failed (connection lost, disk full, ...).
 
     Distinct from a full bucket on purpose: an outage must never read as "rate limited".
+
+    :ivar recorded: ``False`` when certainly nothing was recorded (the server refused, or was
+        never reached); ``None`` when that is unknown: the call reached the server and its reply
+        was lost after the client's retries, so the item may count. Treat it as admitted for the
+        limit's sake (do not retry at once), and as failed for the request's.
     """
+
+    def __init__(self, message: str, *, recorded: bool | None = None) -> None:
+        super().__init__(message)
+        self.recorded = recorded
 
 
 def reason(error: BaseException) -> str:

@@ -145,6 +145,7 @@ _SCRIPT_COMMANDS = [
     "del",
     "exists",
     "get",
+    "mget",
     "set",
     "pexpire",
     "zadd",
@@ -268,11 +269,10 @@ def test_names_are_data_not_code(client: Any) -> None:
     assert newest.name == odd
     bucket.release(RateItem(odd, T0, 2))
     assert bucket.count() == 0
-    # Any bytes: NUL, spaces, and bytes that are not UTF-8 (read back as surrogate escapes).
-    raw: Any = b"\x00 a b\xff"
-    assert bucket.put(RateItem(raw, T0 + 1))
+    # Spaces and the empty name too (bytes, NUL and lone surrogates are refused by every backend alike).
+    assert bucket.put(RateItem(" a b", T0 + 1))
     assert bucket.put(RateItem("", T0 + 1))
-    assert [(bucket.peek(i)) for i in (1, 0)] == [RateItem("\x00 a b\udcff", T0 + 1), RateItem("", T0 + 1)]
+    assert [(bucket.peek(i)) for i in (1, 0)] == [RateItem(" a b", T0 + 1), RateItem("", T0 + 1)]
 
 
 # Keys a user may pass: plain, with a hash tag of their own, ones no tag can quote whole, empty.

@@ -14,6 +14,10 @@
 --           (newest trimmed timestamp), seq, total, newest, oldest, expiry (when both keys expire,
 --           on the clients' clock), the first name's length (-1: none yet); then the first name and
 --           the newest entry's member ('' = look it up).
+--   KEYS[3] call   only for the calls that record (reserve, release): a key of its own per call,
+--           in the same slot, holding the call's answer for CALL_MEMORY ms. A client that lost the
+--           reply and sends the call again (redis-py retries on a timeout or a killed connection)
+--           gets that answer back instead of a second record.
 -- ARGV: one request each, packed: doubles time, weight (or peek's index) and max_delay (time NaN:
 -- the server's clock; max_delay -1: none), the name's length (4 bytes) and bytes. The first one
 -- comes between the op's letter and the rule: the number of rates (2 bytes), then doubles: longest
@@ -21,11 +25,29 @@
 -- Only reserve (R) takes several requests: it decides them in order, each as if alone, and answers
 -- "delay rate-index time" for each, in one string.
 -- Every argument, reply element and number parsed from text costs, on every call: the usual
--- acquire sends one argument, runs GET, ZADD (or ZINCRBY) and SET, gets an integer back, and
+-- acquire sends one argument, runs MGET, ZADD (or ZINCRBY), SET and the call's SET, gets an integer back, and
 -- renews the keys' expiry about once per longest interval.
 
-local log_key, state_key = KEYS[1], KEYS[2]
-local saved = redis.call('GET', state_key)
+local log_key, state_key, call_key = KEYS[1], KEYS[2], KEYS[3]
+local CALL_MEMORY = '10000'  -- ms: far longer than any client's retries of one call
+local saved
+if call_key then
+  local got = redis.call('MGET', state_key, call_key)
+  if got[2] then  -- this call was made before: its first answer ('i' an integer, 's' a string)
+    if string.sub(got[2], 1, 1) == 'i' then return tonumber(string.sub(got[2], 2)) end
+    return string.sub(got[2], 2)
+  end
+  saved = got[1]
+else
+  saved = redis.call('GET', state_key)
+end
+local function answer(reply)  -- a recording call's reply, remembered under its call key
+  if call_key then
+    local kept = type(reply) == 'number' and 'i' .. string.format('%d', reply) or 's' .. reply
+    redis.call('SET', call_key, kept, 'PX', CALL_MEMORY)
+  end
+  return reply
+end
 -- A state that speaks of a log (its oldest entry, the 6th double, is a time) whose key is gone:
 -- someone deleted the key to reset the limit, as v3 users do. Start afresh, floor and all.
 if saved and redis.call('EXISTS', log_key) == 0 and struct.unpack('<d', saved, 41) < 4503599627370496 then
@@ -54,7 +76,7 @@ repeat  -- left by break, as Lua 5.1 has no goto; a function would cost a closur
   end
   redis.call('SET', state_key, struct.pack('<ddddddddc0c0', base, trimmed, seq, total + w, t, oldest, expiry, dl,
     default, member), 'KEEPTTL')
-  return t
+  return answer(t)
 until true
 
 local op, t1, w1, max_delay1, name1, count, longest, room, rates_at = struct.unpack('<c1dddI4c0Hdd', ARGV[1])
@@ -255,7 +277,7 @@ if op == 'R' then  -- reserve
     if t > latest then latest = t end
   end
   save(latest, true)
-  return table.concat(out, ' ')
+  return answer(table.concat(out, ' '))
 end
 local t, n, _, name = request(1)
 t = time_of(t)
@@ -269,7 +291,7 @@ elseif op == 'X' then  -- release
   -- The newest entry at t under that name holding at least n: merged entries give part back.
   local r = rule()
   local rank = r.last_upto(t)
-  if rank < 0 then return 0 end
+  if rank < 0 then return answer(0) end
   local member, ts, cum = r.entry(rank)
   local found, own
   while member and ts == t do
@@ -281,14 +303,14 @@ elseif op == 'X' then  -- release
     end
     rank, member, ts, cum = rank - 1, prev, prev and r.stamp(prev), before
   end
-  if not found then return 0 end
+  if not found then return answer(0) end
   local later = redis.call('ZRANGE', log_key, rank + 1, -1)
   if own == n then redis.call('ZREM', log_key, found) else redis.call('ZINCRBY', log_key, r.int(-n), found) end
   for i = 1, #later do redis.call('ZINCRBY', log_key, r.int(-n), later[i]) end
   total, last, changed = total - n, '', true
   r.refresh_oldest()
   save(t, false)
-  return 1
+  return answer(1)
 elseif op == 'L' then  -- leak
   local b = base
   rule().trim(t - longest)

@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import inspect
 import itertools
+import os
 import struct
 from importlib.resources import files
 from typing import TYPE_CHECKING, Any, Protocol
@@ -19,7 +20,7 @@ from .._concurrency import arun_blocking
 from .._errors import BackendError, reason
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from typing_extensions import TypeIs
 
@@ -227,5 +228,29 @@ def _exceptions() -> tuple[type[Exception], tuple[type[Exception], ...]]:
     return NoScriptError, (RedisError, RedisClusterException, OSError)
 
 
+def call_keys(state: bytes) -> Callable[[], bytes]:
+    """A maker of keys no other call of any process will use, in the slot of the bucket's ``state`` key."""
+    tag = state[: state.index(b"}") + 1] + b":call:"
+    return lambda: tag + _PROCESS[0] + b"%x" % next(_CALLS)
+
+
+# This process's part of every call key: random, and drawn again in a forked child; then a count
+# shared by every bucket of the process (two buckets of one key must never share a call key).
+_PROCESS = [os.urandom(8).hex().encode() + b":"]
+_CALLS = itertools.count()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _PROCESS.__setitem__(0, os.urandom(8).hex().encode() + b":"))
+
+
 def _failed(owner: str, error: Exception) -> BackendError:
-    return BackendError(f"the Redis backend of {owner} failed: {reason(error)}")
+    # Certainly not recorded: the server answered with an error, or was never reached. A reply
+    # lost on the way back (a timeout, a connection dropped mid-call) leaves it unknown.
+    never_reached = "connecting to" in str(error) or isinstance(error, ConnectionRefusedError)
+    recorded = False if never_reached or _answered(error) else None
+    return BackendError(f"the Redis backend of {owner} failed: {reason(error)}", recorded=recorded)
+
+
+def _answered(error: Exception) -> bool:
+    from redis.exceptions import ResponseError
+
+    return isinstance(error, ResponseError)

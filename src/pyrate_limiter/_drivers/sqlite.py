@@ -85,7 +85,7 @@ def open_file(path: str, timeout: float = 5.0) -> sqlite3.Connection:
     try:
         return sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
     except sqlite3.Error as error:
-        raise BackendError(f"the SQLite backend could not open {path!r}: {reason(error)}") from error
+        raise BackendError(f"the SQLite backend could not open {path!r}: {reason(error)}", recorded=False) from error
 
 
 # -- the twins: steps of one connection never interleave (a transaction belongs to the
@@ -231,7 +231,8 @@ class TableSQL:
 
 
 def _failed(owner: str, error: sqlite3.Error) -> BackendError:
-    return BackendError(f"the SQLite backend of {owner} failed: {reason(error)}")
+    # The transaction was rolled back, or never began: nothing was recorded.
+    return BackendError(f"the SQLite backend of {owner} failed: {reason(error)}", recorded=False)
 
 
 # A sqlite3 connection cannot be weakly referenced: its lock is kept by id (a thread lock, fit

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..._batching import Batcher
-from ..._drivers.redis import OPS, SERVER_CLOCK, driver, request, rule, state_key
+from ..._drivers.redis import OPS, SERVER_CLOCK, driver, call_keys, request, rule, state_key
 from ..._rate import RateItem, check_rates
 from ..._window import NEVER, UNSTORABLE, span
 from .base import ReservingBucket
@@ -56,6 +56,7 @@ class RedisBucket(ReservingBucket):
         self.bucket_key = bucket_key
         self.server_time = server_time
         self._keys = (bucket_key.encode("utf-8", "surrogateescape"), state_key(bucket_key))
+        self._call_key = call_keys(self._keys[1])  # what makes a call that records safe to send twice
         self._unstorable = max(UNSTORABLE, self.rates[-1].limit)
         self._rule = rule([(rate.limit, span(rate.interval)) for rate in self.rates])  # every call ends with it
         self._driver = driver(redis, f"RedisBucket (key {bucket_key!r})")
@@ -100,7 +101,8 @@ class RedisBucket(ReservingBucket):
         return (NEVER if weight != item.weight else int(reply[0])), usage
 
     def release(self, item: RateItem) -> None:
-        self._run("release", item.timestamp, item.weight, -1, item.name)
+        args = [OPS["release"] + request(item.timestamp, item.weight, -1, item.name) + self._rule]
+        self._script((*self._keys, self._call_key()), args)
 
     def leak(self, current_timestamp: int) -> int:
         """Trim what cannot count at ``current_timestamp`` (with ``server_time``: at the server's clock)."""
@@ -131,7 +133,7 @@ class RedisBucket(ReservingBucket):
 
     def _reserve_all(self, requests: list[bytes]) -> list[Any]:
         requests[0] = OPS["reserve"] + requests[0] + self._rule  # the batch's own list: sent, then dropped
-        reply = self._script(self._keys, requests)
+        reply = self._script((*self._keys, self._call_key()), requests)
         if type(reply) is int:  # the usual acquire's answer
             return [reply]
         words = reply.split()
