@@ -3,16 +3,27 @@ exact across processes and no window ever holds more than a rate allows."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import pickle
+import sqlite3
 import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 
 import pytest
 
-from pyrate_limiter import Duration, Limiter, MonotonicClock, MultiprocessBucket, Rate, RateItem, limiter_factory
+from pyrate_limiter import (
+    BackendError,
+    Duration,
+    Limiter,
+    MonotonicClock,
+    MultiprocessBucket,
+    Rate,
+    RateItem,
+    limiter_factory,
+)
 
 from .windows import assert_windows_hold
 
@@ -112,3 +123,32 @@ def test_a_pickled_bucket_shares_the_state_and_the_owner_removes_the_file() -> N
     assert not os.path.exists(bucket.path)
     with pytest.raises(FileNotFoundError, match="owning process closed it"):
         pickle.loads(pickle.dumps(bucket))
+
+
+def test_a_twin_stops_once_the_owner_removed_the_file() -> None:
+    bucket = MultiprocessBucket.init([Rate(2, Duration.MINUTE)])
+    twin = pickle.loads(pickle.dumps(bucket))
+    try:
+        now = int(time.time() * 1000)
+        assert twin.put(RateItem("k", now))
+        bucket.close()  # the owner goes first: its twins must not go on in the unlinked file
+        with pytest.raises(BackendError, match="was deleted while in use"):
+            twin.leak(now)
+    finally:
+        twin.close()
+
+
+def test_a_bucket_is_never_reopened_over_another_file_than_its_owners() -> None:
+    bucket = MultiprocessBucket.init([Rate(2, Duration.MINUTE)])
+    try:
+        other = bucket.path + ".other"
+        with contextlib.closing(sqlite3.connect(other)) as conn:
+            conn.execute("CREATE TABLE bucket (cum INTEGER PRIMARY KEY, ts INTEGER, weight INTEGER, name TEXT)")
+            conn.commit()
+        os.replace(other, bucket.path)
+        with pytest.raises(BackendError, match="replaced by another file since its owning process opened it"):
+            pickle.loads(pickle.dumps(bucket))
+        with pytest.raises(BackendError, match="was replaced by another file while in use"):
+            bucket.leak(int(time.time() * 1000))
+    finally:
+        bucket.close()

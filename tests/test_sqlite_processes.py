@@ -1,5 +1,5 @@
-"""Processes sharing one SQLite file never admit more than its rates allow in any window, and
-what they admitted outlives them."""
+"""Processes sharing one SQLite file never admit more than its rates allow in any window, what
+they admitted outlives them, and a file deleted under them stops them instead of splitting the limit."""
 
 from __future__ import annotations
 
@@ -11,9 +11,15 @@ import sqlite3
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from pyrate_limiter import Rate, RateItem, SQLiteBucket
+import aiosqlite
+import anyio.from_thread
+import pytest
+
+from pyrate_limiter import AsyncSQLiteBucket, BackendError, Duration, Rate, RateItem, SQLiteBucket
+from pyrate_limiter._drivers.sqlite import CHECK_EVERY
 from tests.windows import assert_windows_hold
 
 if TYPE_CHECKING:
@@ -113,3 +119,71 @@ def test_a_restarted_process_sees_what_an_earlier_one_admitted(tmp_path: Path) -
     with ProcessPoolExecutor(1, mp_context=context) as pool:
         # The second program finds the bucket full: its four puts are all refused.
         assert pool.submit(fill, path).result(timeout=60) == (False, 3)
+
+
+TURNS = Rate(10, Duration.MINUTE)
+
+
+def take_turns(path: str, flavour: str, barrier: Any) -> tuple[list[int], int, str]:
+    """In a child: admit 3 items, wait while the test deletes the file, then put until the bucket stops.
+
+    Returns the stamps of what was admitted, how many puts followed the deletion, and the error
+    that stopped them (empty if none did).
+    """
+    with contextlib.ExitStack() as stack:
+        if flavour == "sync":
+            bucket: Any = SQLiteBucket.init_from_file([TURNS], db_path=path)
+            stack.callback(bucket.close)
+            put = bucket.put
+        else:  # the async twin, on its own event loop: owning its file on trio, given one on asyncio
+            portal = stack.enter_context(anyio.from_thread.start_blocking_portal(flavour))
+            if flavour == "trio":
+                bucket = portal.call(partial(AsyncSQLiteBucket.init_from_file, [TURNS], db_path=path))
+            else:
+                conn = portal.call(_connect, path)
+                stack.callback(portal.call, conn.close)
+                bucket = AsyncSQLiteBucket([TURNS], conn)
+            stack.callback(portal.call, bucket.aclose)
+            put = partial(portal.call, bucket.put)
+        admitted: list[int] = []
+
+        def admit() -> bool:
+            item = RateItem("k", int(time.time() * 1000))
+            if put(item):
+                admitted.append(item.timestamp)
+                return True
+            return False
+
+        assert all(admit() for _ in range(3))
+        barrier.wait(timeout=120)  # both processes admitted theirs: the test deletes the file
+        barrier.wait(timeout=60)
+        tries = 0
+        try:
+            while tries < 2 * CHECK_EVERY:
+                tries += 1
+                admit()
+        except BackendError as error:
+            return admitted, tries, str(error)
+        return admitted, tries, ""
+
+
+async def _connect(path: str) -> aiosqlite.Connection:
+    return await aiosqlite.connect(path)
+
+
+@pytest.mark.parametrize("flavour", ["sync", "asyncio", "trio"])
+def test_processes_whose_file_is_deleted_stop_and_never_admit_beyond_the_limit(tmp_path: Path, flavour: str) -> None:
+    path = str(tmp_path / "turns.sqlite")
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager, ProcessPoolExecutor(2, mp_context=context) as pool:
+        barrier = manager.Barrier(3)
+        futures = [pool.submit(take_turns, path, flavour, barrier) for _ in range(2)]
+        barrier.wait(timeout=120)
+        os.remove(path)
+        barrier.wait(timeout=60)
+        results = [future.result(timeout=120) for future in futures]
+    # Every admission of both processes, before and after the deletion, in one window.
+    assert_windows_hold([(at, 1) for admitted, _, _ in results for at in admitted], [TURNS])
+    for _, tries, error in results:
+        assert f"{path!r} of SQLiteBucket (table 'rate_bucket') was deleted while in use" in error
+        assert tries < CHECK_EVERY

@@ -14,6 +14,7 @@ import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from ._errors import BackendError
 from ._sync.buckets.sqlite import SQLiteBucket
 
 if TYPE_CHECKING:
@@ -38,7 +39,9 @@ class MultiprocessBucket(SQLiteBucket):
     agrees on (``TimeClock``, the default; ``MonotonicClock`` is system-wide on Linux and macOS).
 
     The process that called ``init`` owns the file: it is removed when that bucket is closed,
-    garbage-collected or the process exits, so keep it alive while the workers run.
+    garbage-collected or the process exits, so keep it alive while the workers run. A worker
+    whose file was removed or replaced raises ``BackendError`` (as ``SQLiteBucket`` does), and
+    one that would open another file than its owner's refuses to: the limit is never split.
     """
 
     path: str
@@ -89,19 +92,19 @@ class MultiprocessBucket(SQLiteBucket):
             self._finalizer()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_reopen, (type(self), self.rates, self.path))
+        return (_reopen, (type(self), self.rates, self.path, self._db.file.identity))
 
-    def _run(self, steps: Any, *, write: bool) -> Any:
+    def _run(self, steps: Any, *, write: bool, check: bool = False) -> Any:
         if self._pid != os.getpid():
             self._after_fork()
-        return super()._run(steps, write=write)
+        return super()._run(steps, write=write, check=check)
 
     def _after_fork(self) -> None:
         with self._reopen_lock:
             if self._pid == os.getpid():
                 return
             _INHERITED.append(self.conn)
-            fresh = _reopen(type(self), self.rates, self.path)
+            fresh = _reopen(type(self), self.rates, self.path, self._db.file.identity)
             self.conn, self._db, self._ready = fresh.conn, fresh._db, fresh._ready
             self._owns_conn, fresh._owns_conn = True, False
             self._finalizer = None  # the file is the parent's
@@ -124,10 +127,19 @@ class NoLock:
         return None
 
 
-def _reopen(cls: type[MultiprocessBucket], rates: list[Rate], path: str) -> MultiprocessBucket:
+def _reopen(
+    cls: type[MultiprocessBucket], rates: list[Rate], path: str, identity: tuple[int, int] | None = None
+) -> MultiprocessBucket:
     if not os.path.exists(path):
         raise FileNotFoundError(f"MultiprocessBucket file {path!r} is gone: its owning process closed it")
-    return cls._open(rates, path)
+    bucket = cls._open(rates, path)
+    if identity not in (None, bucket._db.file.identity):  # None: the owner could not look at its file
+        bucket.close()
+        raise BackendError(
+            f"MultiprocessBucket file {path!r} was replaced by another file since its owning process "
+            "opened it: this process would not share the owner's limit, so it refuses to use it"
+        )
+    return bucket
 
 
 def _remove(folder: str, owner: int) -> None:

@@ -31,6 +31,10 @@ PRAGMA journal_mode=WAL
 -- name: synchronous
 PRAGMA synchronous={synchronous}
 
+-- name: database_list
+-- The file of each database of the connection: main's is the one a bucket watches.
+PRAGMA database_list
+
 -- name: create_table
 CREATE TABLE IF NOT EXISTS {table}
 (cum INTEGER PRIMARY KEY, ts INTEGER NOT NULL, weight INTEGER NOT NULL, name TEXT NOT NULL)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..._concurrency import arun_blocking, asleep
-from ..._drivers.sqlite import SQL, TableSQL, async_driver, open_file
+from ..._drivers.sqlite import SQL, TableSQL, async_driver, open_file, open_watched
 from ..._errors import BackendError
 from ..._rate import RateItem, check_rates
 from ..._window import NEVER, UNSTORABLE, earliest_fit, horizon, judged_at, span, wait
@@ -52,6 +52,15 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         ``journal_mode=WAL``; ``NORMAL`` survives a crash of the program but may lose the last
         decisions to a power loss, ``FULL`` survives both and is slower. ``None`` leaves the
         journal mode and the setting as the connection has them.
+    :raises BackendError: from any method, once the file was deleted or replaced under the
+        bucket. The bucket knows its file when it opened it (``init_from_file``) or, for a
+        given connection, from ``PRAGMA database_list`` on first use (an in-memory database has
+        none), and checks it at every leak, every few dozen transactions and after any failure.
+        It then logs a WARNING on the ``pyrate_limiter`` logger and decides nothing more, even
+        over a file it opened itself: what it admitted is in the old file only, so reopening
+        the path would admit the limit again within one window (and the ``-wal`` and ``-shm``
+        files left at the path would be shared by two databases, which SQLite warns corrupts
+        them). Close it and open the path again to start over from what the file there holds.
     """
 
     def __init__(
@@ -101,13 +110,15 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         :param timeout: seconds a decision waits for another process's transaction (busy timeout).
         """
         path = default_db_path() if db_path is None else os.fspath(db_path)
-        conn = await arun_blocking(open_file, path, timeout)
+        conn, opened = await arun_blocking(open_watched, path, timeout)
         try:
             bucket = cls(rates, conn, table, synchronous=synchronous)
         except BaseException:
             await arun_blocking(conn.close)
             raise
         bucket._owns_conn = True
+        if opened is not None:
+            bucket._db.file.follow(*opened)
         try:
             await bucket._prepare(create=create_new_table)
         except BaseException:
@@ -141,7 +152,8 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         await self._run(self._release_steps(item.timestamp, item.weight, _name(item)), write=True)
 
     async def leak(self, current_timestamp: int) -> int:
-        result: int = await self._run(self._leak_steps(horizon(current_timestamp, self._longest)), write=True)
+        steps = self._leak_steps(horizon(current_timestamp, self._longest))
+        result: int = await self._run(steps, write=True, check=True)  # an idle bucket checks its file too
         return result
 
     async def flush(self) -> None:
@@ -186,10 +198,10 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
             await asleep(0.01 * (attempt + 1))
         self._ready = True
 
-    async def _run(self, steps: Steps, *, write: bool) -> Any:
+    async def _run(self, steps: Steps, *, write: bool, check: bool = False) -> Any:
         if not self._ready:
             await self._prepare()
-        return await self._db.run(steps, write=write)
+        return await self._db.run(steps, write=write, check=check)
 
     # -- the transactions, as steps: each yields a statement and receives its rows ----------
 
@@ -199,6 +211,8 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
             yield SQL["wal"], ()
             yield SQL["synchronous"].format(synchronous=self._synchronous), ()
         yield (self._sql.create_table if create else self._sql.probe), ()
+        if self._db.file.path is None:  # a given connection: learn its file, if it has one
+            self._db.file.learn((yield SQL["database_list"], ()))
 
     def _decide_steps(
         self, name: str, t: int, weight: int, max_delay: int | None, record: bool
