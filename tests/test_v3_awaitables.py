@@ -227,3 +227,14 @@ def test_decorators_over_sync_buckets_stay_sync_with_a_users_factory() -> None:
 
     assert compute() == "done"
     assert compute() is None
+
+
+# The factory's own clock coroutine, made inside wrap_item's, is never awaited: that warning is its.
+@pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
+def test_new_calls_over_a_factory_that_turns_async_say_to_use_the_async_limiter() -> None:
+    limiter: Any = Limiter(ClockFollowingFactory(TimeAsyncClock(), [Rate(2, Duration.MINUTE)]))
+    for call in (limiter.state, limiter.reserve):
+        with pytest.raises(TypeError, match="use AsyncLimiter"):
+            call("k")
+    with pytest.raises(TypeError, match="use AsyncLimiter"), limiter.acquire("k"):
+        pass

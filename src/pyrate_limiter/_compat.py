@@ -183,12 +183,13 @@ class _FollowingLimiter(Limiter):
         try:
             return super()._reserve(name, weight, max_delay, raising=raising)
         except _Deferred as deferred:
-            if inspect.iscoroutine(deferred.item):
-                deferred.item.close()
-            raise TypeError(
-                "reserve() and acquire() of a Limiter whose factory, clock or bucket turned out async "
-                "are not v3 spellings: use AsyncLimiter over that factory"
-            ) from None
+            raise _not_v3(deferred, "reserve() and acquire()") from None
+
+    def state(self, name: str, weight: int = 1) -> Any:
+        try:
+            return super().state(name, weight)
+        except _Deferred as deferred:
+            raise _not_v3(deferred, "state()") from None
 
     def _route_stamped(self, name: str, weight: int) -> tuple[RateItem, AbstractBucket]:
         factory: Any = self.bucket_factory
@@ -233,6 +234,16 @@ _ROUTED: contextvars.ContextVar[tuple[RateItem, AsyncAbstractBucket]] = contextv
 
 # Bucket types seen to be plainly sync: routing then checks them with one set lookup.
 _SYNC_BUCKETS: set[type] = set()
+
+
+def _not_v3(deferred: _Deferred, what: str) -> TypeError:
+    """The error for a new API met by routing that turned out async: only v3's calls follow it."""
+    if inspect.iscoroutine(deferred.item):
+        deferred.item.close()
+    return TypeError(
+        f"{what} of a Limiter whose factory, clock or bucket turned out async are not v3 spellings: "
+        "use AsyncLimiter over that factory"
+    )
 
 
 def _checked(item: RateItem, bucket: Any) -> tuple[RateItem, AbstractBucket]:
