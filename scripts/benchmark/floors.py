@@ -3,6 +3,7 @@ the worker right after each round of the scenario it judges."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import sqlite3
@@ -11,7 +12,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .measure import measure, unique
+from .measure import ameasure, measure, unique
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ FLOORS = {
     "redis": ["floor: Redis EVALSHA, one ZADD"],
     "sqlite": ["floor: SQLite BEGIN IMMEDIATE/INSERT/COMMIT"],
     "postgres": ["floor: PostgreSQL one-statement txn"],
+    "postgres tasks": ["floor: PostgreSQL one-statement txn, 100 tasks"],
 }
 """Each floor's rows; a scenario's floor is their sum (in memory: the lock plus the clock read)."""
 
@@ -107,3 +109,31 @@ def floor_postgres(_pl: Any, p: Row) -> list[Row]:
         finally:
             with pool.connection() as conn:
                 conn.execute(f"DROP TABLE {table}")
+
+
+def floor_postgres_tasks(_pl: Any, p: Row) -> list[Row]:
+    """100 asyncio tasks, each running one autocommitted ``INSERT`` into a logged table on a
+    connection of one ``psycopg_pool`` async pool of 4: the round trips a limiter making one
+    one-statement transaction per decision cannot beat at that concurrency."""
+    return asyncio.run(postgres_tasks_floor(p["dsn"], 100, p["seconds"]))
+
+
+async def postgres_tasks_floor(dsn: str, tasks: int, seconds: float) -> list[Row]:
+    """The tasks floor's row, measured in the running event loop."""
+    from psycopg_pool import AsyncConnectionPool
+
+    table, numbers = unique("bench_floor"), itertools.count()
+    async with AsyncConnectionPool(dsn, min_size=4, max_size=4, kwargs={"autocommit": True}, open=False) as pool:
+        async with pool.connection() as conn:
+            await conn.execute(f"CREATE TABLE {table} (n bigint)")
+        query = f"INSERT INTO {table} VALUES (%s)"
+
+        async def insert(_name: str) -> None:
+            async with pool.connection() as conn:
+                await conn.execute(query, (next(numbers),))
+
+        try:
+            return [await ameasure(insert, tasks, seconds, "asyncio", cpu=False)]
+        finally:
+            async with pool.connection() as conn:
+                await conn.execute(f"DROP TABLE {table}")

@@ -79,7 +79,12 @@ def build(pl: Any, p: Row, rates: list[Any], stack: contextlib.ExitStack) -> tup
         from psycopg_pool import ConnectionPool
 
         pool = stack.enter_context(ConnectionPool(p["dsn"], min_size=1, max_size=2, open=True))
-        bucket = pl.PostgresBucket(pool, unique("bench"), rates)
+        bucket = pl.PostgresBucket(pool, unique("bench"), rates, **postgres_options(pl, p))
     limiter = pl.Limiter(bucket)
     stack.callback(limiter.dispose, bucket)  # before its connection closes: the leak thread must let go
     return limiter, client
+
+
+def postgres_options(pl: Any, p: Row) -> Row:
+    """Ours' ``PostgresBucket`` keywords a scenario asks for (``durable``); upstream has none."""
+    return {"durable": p["durable"]} if "durable" in p and ours(pl) else {}

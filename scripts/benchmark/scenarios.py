@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .floors import redis_floor_call
+from .floors import postgres_tasks_floor, redis_floor_call
 from .limiters import async_limiter, big, build, ours, per_key_factory, three
 from .measure import ameasure, interleaved, measure, ns, run_loop, unique
 
@@ -154,7 +154,14 @@ def sc_v3_async(pl: Any, p: Row) -> list[Row]:
 
 
 def sc_async(pl: Any, p: Row) -> list[Row]:
-    """``tasks`` concurrent acquirers on an async limiter, in memory or on Redis."""
+    """``tasks`` concurrent acquirers on an async limiter, in memory, on Redis or on PostgreSQL.
+
+    PostgreSQL: ours on an async pool of 4; upstream's bucket is sync only, behind
+    ``BucketAsyncWrapper``. Its second row is the first's ops/s over the ops/s of the tasks floor
+    (``floors.floor_postgres_tasks``), measured right after in the same loop.
+    """
+    if p["backend"] == "postgres":
+        return run_loop(p["loop"], functools.partial(postgres_async, pl, p))
 
     async def main() -> list[Row]:
         async with contextlib.AsyncExitStack() as stack:
@@ -175,6 +182,25 @@ def sc_async(pl: Any, p: Row) -> list[Row]:
             return [await ameasure(limiter.try_acquire, p["tasks"], p["seconds"], p["loop"], p["backend"] == "memory")]
 
     return run_loop(p["loop"], main)
+
+
+async def postgres_async(pl: Any, p: Row) -> list[Row]:
+    """The PostgreSQL rows of ``sc_async``."""
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+    async with contextlib.AsyncExitStack() as stack:
+        if ours(pl):
+            pool: Any = AsyncConnectionPool(p["dsn"], min_size=4, max_size=4, open=False)
+            await stack.enter_async_context(pool)
+            limiter = pl.AsyncLimiter(pl.AsyncPostgresBucket(pool, unique("bench"), big(pl)))
+            await stack.enter_async_context(limiter)
+        else:
+            pool = stack.enter_context(ConnectionPool(p["dsn"], min_size=4, max_size=4, open=True))
+            limiter = pl.Limiter(pl.BucketAsyncWrapper(pl.PostgresBucket(pool, unique("bench"), big(pl))))
+        await limiter.try_acquire("k")  # creates the table
+        row = await ameasure(limiter.try_acquire, p["tasks"], p["seconds"], p["loop"], False)
+    (floor,) = await postgres_tasks_floor(p["dsn"], p["tasks"], p["seconds"] / 2)
+    return [row, {"value": row["ops"] / floor["ops"], "unit": "x", "extra": "ops/s over the tasks floor's"}]
 
 
 def sc_memory(pl: Any, p: Row) -> list[Row]:

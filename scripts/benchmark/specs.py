@@ -22,6 +22,7 @@ class Spec:
     labels: list[str]
     targets: list[Target | None]
     floored: bool = True  # judged against its backend's floor, measured after each round
+    floor_kind: str = ""  # the floor in FLOORS it is judged against, when not its backend's
     upstream: bool = True
     rounds: int | None = None
     fresh: bool = False  # a new worker process for each round
@@ -31,7 +32,9 @@ class Spec:
     @property
     def floor(self) -> str:
         """The key of its floor in FLOORS, or ``""``."""
-        return str(self.params.get("backend", "memory")) if self.floored else ""
+        if not self.floored:
+            return ""
+        return self.floor_kind or str(self.params.get("backend", "memory"))
 
     @property
     def needs(self) -> str:
@@ -68,7 +71,15 @@ def specs(quick: bool) -> list[Spec]:
         s("async", {**redis, "tasks": 1, "loop": "asyncio"}, ["redis async, 1 task"], [None]),
         s("async", {**redis, **tasks100}, ["redis async, 100 tasks"], [("ratio", 3)]),
         s("acquire", {"backend": "sqlite"}, ["sqlite file"], [("ratio", 20)]),
-        s("acquire", {"backend": "postgres"}, ["postgresql"], [("ratio", 2)]),
+        s("acquire", {"backend": "postgres"}, ["postgresql"], [("ratio", 3)]),
+        s("acquire", {"backend": "postgres", "durable": False}, ["postgresql, durable=False"], [("ratio", 5)]),
+        s(
+            "async",
+            {"backend": "postgres", **tasks100},
+            ["postgresql async, 100 tasks", "postgresql async / floor, 100 tasks"],
+            [("ratio", 3), ("min", 0.8)],
+            floor_kind="postgres tasks",
+        ),
     ]
     for weight in (1, 100):
         counts: Row = {"weight": weight, "n": n}

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .accuracy import sc_accuracy
 from .curve_points import pt_entries, pt_keys, pt_tasks, pt_threads, pt_weight
-from .floors import floor_memory, floor_postgres, floor_redis, floor_sqlite
+from .floors import floor_memory, floor_postgres, floor_postgres_tasks, floor_redis, floor_sqlite
 from .scenarios import (
     sc_acquire,
     sc_async,
@@ -56,6 +56,7 @@ SCENARIOS: dict[str, Callable[[Any, Row], list[Row]]] = {
     "curve tasks": pt_tasks,
     "curve threads": pt_threads,
     "curve weight": pt_weight,
+    "floor postgres tasks": floor_postgres_tasks,
 }
 
 

@@ -27,6 +27,7 @@ from pyrate_limiter import (
     RateItem,
 )
 from pyrate_limiter._concurrency import TaskGroup, run_blocking, sleep
+from pyrate_limiter._postgres_sql import derived_name
 
 from ..fake_clock import FakeClock
 from ..windows import assert_windows_hold
@@ -112,6 +113,41 @@ def finish_audit(dsn: str, table: str, audit: str) -> list[tuple[int, int]]:
     return [(int(ts), int(weight)) for ts, weight in recorded]
 
 
+def start_witness(dsn: str, table: str, key: str) -> str:
+    """Record, for each item row bucket ``key`` inserts, its transaction and the ``synchronous_commit``
+    it commits with, from inside that transaction; return the witness table's name."""
+    witness = f"pyrate witness {os.urandom(6).hex()}"
+    names = {"w": sql.Identifier(witness), "table": sql.Identifier(table), "function": sql.Identifier(witness + " f")}
+    body = sql.SQL(
+        "BEGIN IF NEW.bucket = {key} AND NEW.name IS NOT NULL THEN INSERT INTO {w}"
+        " VALUES (txid_current(), current_setting('synchronous_commit')); END IF; RETURN NULL; END"
+    ).format(key=sql.Literal(key), **names)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE TABLE {w} (xid bigint NOT NULL, setting text NOT NULL)").format(**names))
+        conn.execute(
+            sql.SQL("CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {body}").format(
+                body=sql.Literal(body.as_string(conn)), **names
+            )
+        )
+        conn.execute(
+            sql.SQL("CREATE TRIGGER {w} AFTER INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()").format(
+                **names
+            )
+        )
+    return witness
+
+
+def finish_witness(dsn: str, table: str, witness: str) -> list[tuple[int, str]]:
+    """The ``(transaction, synchronous_commit)`` of each item recorded since ``start_witness``; the witness goes."""
+    names = {"w": sql.Identifier(witness), "table": sql.Identifier(table), "function": sql.Identifier(witness + " f")}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        seen = conn.execute(sql.SQL("SELECT xid, setting FROM {w}").format(**names)).fetchall()
+        conn.execute(sql.SQL("DROP TRIGGER {w} ON {table}").format(**names))
+        conn.execute(sql.SQL("DROP FUNCTION {function}()").format(**names))
+        conn.execute(sql.SQL("DROP TABLE {w}").format(**names))
+    return [(int(xid), str(setting)) for xid, setting in seen]
+
+
 def assert_recorded_exactly(
     admitted: list[tuple[int, int]],
     recorded: list[tuple[int, int]],
@@ -175,12 +211,12 @@ def exercise(bucket: PostgresBucket, reference: InMemoryBucket, *, seed: int, st
     reference.flush()
 
 
-@pytest.mark.parametrize("seed", [5, 6])
+@pytest.mark.parametrize(("seed", "durable"), [(5, True), (6, True), (7, False)])
 def test_decisions_counts_and_peeks_match_the_in_memory_bucket(
-    pool: ConnectionPool[Any] | ConnectionPool[Any], seed: int
+    pool: ConnectionPool[Any] | ConnectionPool[Any], seed: int, durable: bool
 ) -> None:
     rates = [Rate(5, 100), Rate(12, 1000)]
-    bucket = PostgresBucket(pool, POSTGRES_TABLE, rates, key=unique_key())
+    bucket = PostgresBucket(pool, POSTGRES_TABLE, rates, key=unique_key(), durable=durable)
     reference = InMemoryBucket(rates)
     exercise(bucket, reference, seed=seed, steps=300)
     # After a flush both forget the trimmed past as well.
@@ -270,6 +306,93 @@ def test_a_pool_of_dict_rows_and_transactions_serves_and_keeps_its_settings(
         assert (conn.autocommit, conn.row_factory) == (False, dict_row)
     finally:
         close_postgres_pool(pool)
+
+
+def test_a_non_durable_bucket_commits_without_waiting_for_the_flush_and_keeps_its_limits(
+    request: pytest.FixtureRequest, postgres_dsn: str
+) -> None:
+    # The test server runs with synchronous_commit=off: these sessions ask for on, as a server does by default.
+    pool = open_postgres_pool(request, kwargs={"options": "-c synchronous_commit=on"})
+    try:
+        rates = [Rate(3, Duration.MINUTE)]
+        fast = PostgresBucket(pool, POSTGRES_TABLE, rates, key=unique_key(), durable=False)
+        safe = PostgresBucket(pool, POSTGRES_TABLE, rates, key=unique_key())
+        assert (fast.count(), safe.count()) == (0, 0)  # the table exists before the witnesses
+        witnesses = {bucket.key: start_witness(postgres_dsn, POSTGRES_TABLE, bucket.key) for bucket in (fast, safe)}
+        try:
+            for bucket in (fast, safe):
+                assert [bucket.put(RateItem("k", T0 + i)) for i in range(4)] == [True, True, True, False]
+                assert bucket.reserve(RateItem("k", T0 + 10), 60_000) == (Duration.MINUTE - 9, None)
+                assert bucket.count() == 4
+        finally:
+            seen = {key: finish_witness(postgres_dsn, POSTGRES_TABLE, name) for key, name in witnesses.items()}
+        # Each item's transaction committed with the bucket's setting; the session's own is untouched.
+        assert [setting for _, setting in seen[fast.key]] == ["off"] * 4
+        assert [setting for _, setting in seen[safe.key]] == ["on"] * 4
+        with TaskGroup() as tasks:
+            tasks.start_soon(fast.flush)
+            tasks.start_soon(safe.flush)
+    finally:
+        close_postgres_pool(pool)
+
+
+def test_a_table_made_before_decide4_gets_it_on_first_use(
+    pool: ConnectionPool[Any] | ConnectionPool[Any], postgres_dsn: str
+) -> None:
+    table = f"older {os.urandom(6).hex()}"
+    bucket = PostgresBucket(pool, table, [Rate(2, Duration.MINUTE)], key=unique_key())
+    assert bucket.put(RateItem("k", T0))
+    # What an older version left: the table, its indexes and trim, and decide3 but not decide4.
+    function = sql.Identifier(derived_name(table, "decide4"))
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP FUNCTION {}").format(function))
+    assert bucket.put(RateItem("k", T0 + 1))
+    assert not bucket.put(RateItem("k", T0 + 2))
+    assert bucket.count() == 2
+    bucket.flush()
+
+
+def test_a_statement_the_session_forgot_is_prepared_again(request: pytest.FixtureRequest) -> None:
+    # One connection, so that the one that forgot is the one the bucket uses next (autocommit: DISCARD
+    # runs outside a transaction).
+    pool = open_postgres_pool(request, min_size=1, max_size=1, kwargs={"autocommit": True})
+    try:
+        bucket = PostgresBucket(pool, POSTGRES_TABLE, [Rate(5, Duration.MINUTE)], key=unique_key())
+        for i, forget in enumerate(["DEALLOCATE ALL", "DISCARD ALL"]):
+            assert bucket.put(RateItem("k", T0 + i))
+            run_on_pool(pool, forget)
+        assert bucket.put(RateItem("k", T0 + 2))
+        assert bucket.count() == 3
+        bucket.flush()
+    finally:
+        close_postgres_pool(pool)
+
+
+def test_a_pool_without_prepared_statements_gets_none_from_the_bucket(request: pytest.FixtureRequest) -> None:
+    # prepare_threshold=None: what a pool behind PgBouncer in transaction mode needs.
+    pool = open_postgres_pool(request, min_size=1, max_size=1, kwargs={"prepare_threshold": None})
+    try:
+        bucket = PostgresBucket(pool, POSTGRES_TABLE, [Rate(2, Duration.MINUTE)], key=unique_key())
+        assert [bucket.put(RateItem("k", T0 + i)) for i in range(3)] == [True, True, False]
+        assert run_on_pool(pool, "SELECT count(*) FROM pg_prepared_statements") == (0,)
+        bucket.flush()
+    finally:
+        close_postgres_pool(pool)
+
+
+def run_on_pool(pool: ConnectionPool[Any] | ConnectionPool[Any], query: str) -> tuple[Any, ...] | None:
+    """Run ``query`` on a connection of ``pool`` and return its first row, if any."""
+    if isinstance(pool, ConnectionPool):
+        with pool.connection() as conn:
+            cursor = conn.execute(query)
+            return None if cursor.description is None else cursor.fetchone()
+
+    def blocking() -> tuple[Any, ...] | None:
+        with pool.connection() as conn:
+            cursor = conn.execute(query)
+            return None if cursor.description is None else cursor.fetchone()
+
+    return run_blocking(blocking)
 
 
 def test_a_held_bucket_lock_is_waited_for_no_longer_than_max_delay(
@@ -405,6 +528,8 @@ def test_names_postgres_cannot_hold_are_refused(pool: ConnectionPool[Any] | Conn
         PostgresBucket(pool, POSTGRES_TABLE, rates, key="nul\0")
     with pytest.raises(TypeError, match="pool"):
         PostgresBucket(object(), POSTGRES_TABLE, rates)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="durable"):
+        PostgresBucket(pool, POSTGRES_TABLE, rates, durable="no")  # type: ignore[arg-type]
     bucket = PostgresBucket(pool, POSTGRES_TABLE, rates, key=unique_key())
     with pytest.raises(ValueError, match="NUL"):
         bucket.put(RateItem("nul\0", T0))

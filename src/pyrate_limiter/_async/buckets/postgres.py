@@ -3,9 +3,12 @@ PL/pgSQL function that holds a per-bucket advisory lock, and a clock reading the
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import TYPE_CHECKING, Any
 
+from ... import _postgres_sql as q
+from ..._batching import AsyncBatcher
 from ..._concurrency import arun_blocking
 from ..._errors import BackendError, reason
 from ..._rate import RateItem, check_rates
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
 
     Params = Sequence[Any] | Mapping[str, Any] | None
     Steps = Sequence[tuple[bytes, Params]]
+    Request = tuple[str, int, int, int | None]  # an item's name, stamp and weight, and its max_delay
+    Decision = tuple[int, int | None, int]  # delay, index of the refusing rate, time decided at
 
 LOCK_TIMEOUT = 5000
 """How long (ms) a decision with no ``max_delay`` waits for another connection holding this
@@ -45,10 +50,13 @@ class AsyncPostgresBucket(AsyncReservingBucket):
 
     A decision is one round trip: a function created with the table decides and records under a
     transaction-level advisory lock on this bucket alone, so buckets never wait for each other and
-    a held lock is waited for, never read as a full bucket. The table (in the connection's current
-    schema) holds one row per admitted item (``bucket, name, ts, weight, cum``: epoch ms and a
-    running total of weight) and a marker row per bucket (no name, no ``ts``: what trimming left,
-    and where the oldest item is); it is created, with its functions and indexes, on first use.
+    a held lock is waited for, never read as a full bucket. Reservations that tasks of one event
+    loop (not threads) make on one bucket object at the same moment share that call: the function
+    decides them in the order they were made, each as if it had waited for the lock in turn. The
+    table (in the connection's current schema) holds one row per admitted item (``bucket, name,
+    ts, weight, cum``: epoch ms and a running total of weight) and a marker row per bucket (no
+    name, no ``ts``: what trimming left, and where the oldest item is); it is created, with its
+    functions and indexes, on first use.
     Decisions and ``leak`` trim the rows that can no longer count, stamped at or before
     ``t - longest interval - 1``; an item stamped before the newest trimmed stamp plus the longest
     interval plus 1 (clock skew between machines) is decided as arriving then, as in every backend.
@@ -59,6 +67,14 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         replace connections a server restart broke before they fail a call.
     :param table: the table's name, used as a quoted identifier (at most 63 bytes).
     :param key: the bucket's name in that table, so that several buckets share one table.
+    :param durable: ``False`` commits each decision with ``synchronous_commit=off`` (for its own
+        transaction only): a call returns without waiting for the server to flush its record to
+        disk, a wait often longer than the rest of the decision on a server that syncs its disk.
+        A server crash (not a lost connection, nor a crash of the client) may then forget the
+        items admitted in its last moments, up to three times ``wal_writer_delay`` (0.6 s by
+        default): their room is free again, and right after the crash the bucket may admit more
+        than its rates allow. ``True``, the default, commits as the server is configured
+        (``synchronous_commit=on`` unless changed there): nothing admitted is forgotten.
     :raises BackendError: from every method, when the server or the connection fails.
     """
 
@@ -69,6 +85,7 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         rates: list[Rate],
         *,
         key: str = DEFAULT_KEY,
+        durable: bool = True,
     ) -> None:
         self.rates = check_rates(rates)
         self.failing_rate = None
@@ -76,6 +93,9 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         self.key = _check_name("key", key, empty=True)
         if len(table.encode()) > _MAX_IDENTIFIER:
             raise ValueError(f"table must be at most {_MAX_IDENTIFIER} bytes, got {table!r}")
+        if not isinstance(durable, bool):
+            raise TypeError(f"durable must be a bool, got {durable!r}")
+        self.durable = durable
         self.lock_key = advisory_key(table, key)
         """The advisory lock every decision on this bucket holds (a stable hash of table and key)."""
         self._pool = _Pool(pool, f"PostgresBucket (table {table!r}, key {key!r})")
@@ -89,46 +109,58 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         self._unstorable = max(UNSTORABLE, self._limits[-1])
         ident = {
             "table": sql.Identifier(table),
-            # decide3: the function that also bounds its lock wait (p_lock_timeout).
-            "function": sql.Identifier(_derived_name(table, "decide3")),
-            "trim": sql.Identifier(_derived_name(table, "trim")),
-            "ts_index": sql.Identifier(_derived_name(table, "ts")),
-            "cum_index": sql.Identifier(_derived_name(table, "cum")),
+            "function": sql.Identifier(q.derived_name(table, q.DECIDE)),
+            "trim": sql.Identifier(q.derived_name(table, "trim")),
+            "ts_index": sql.Identifier(q.derived_name(table, "ts")),
+            "cum_index": sql.Identifier(q.derived_name(table, "cum")),
         }
         # Statements sent with parameters have their "%" parsed as placeholders, even inside a
         # quoted identifier: there the table's name is escaped; statements without are sent as is.
         table_sql = sql.SQL(sql.Identifier(table).as_string(None).replace("%", "%%"))
 
-        def render(query: str, **constants: int | list[int]) -> bytes:
-            literals = {name: sql.SQL(_bigints(value)) for name, value in constants.items()}
-            return sql.SQL(query).format(**{**ident, "table": table_sql}, **literals).as_bytes(None)
+        def render(query: str) -> bytes:
+            return sql.SQL(query).format(**{**ident, "table": table_sql}).as_bytes(None)
 
         def function(head: str, body: str) -> bytes:
             literal = sql.Literal(sql.SQL(body).format(**ident).as_string(None))
             return sql.SQL(head).format(body=literal, **ident).as_bytes(None)
 
         self._setup: Steps = [
-            (_LOCK, [advisory_key(table, "\0setup")]),  # a NUL-free key can never be this one
-            *((sql.SQL(query).format(**ident).as_bytes(None), None) for query in _SETUP),
-            (function(_TRIM_HEAD, _TRIM_BODY), None),
-            (function(_DECIDE_HEAD, _DECIDE_BODY), None),
+            (q.LOCK, [advisory_key(table, "\0setup")]),  # a NUL-free key can never be this one
+            *((sql.SQL(query).format(**ident).as_bytes(None), None) for query in q.SETUP),
+            (function(q.TRIM_HEAD, q.TRIM_BODY), None),
+            (function(q.DECIDE_HEAD, q.DECIDE_BODY), None),
         ]
-        # The bucket's constants are part of the statement: fewer parameters to send each call.
-        self._decide_sql = render(_DECIDE_CALL, lock=self.lock_key, limits=self._limits, intervals=self._spans)
-        self._lock_sql = _LOCK
-        self._count_sql = render(_COUNT)
-        self._peek_sql = render(_PEEK)
-        self._leak_sql = render(_LEAK)
-        self._flush_sql = render(_FLUSH)
-        self._release_sql = render(_RELEASE)
+        # One statement per table, prepared once on each connection; the bucket's constants are parameters.
+        function_name = q.derived_name(table, q.DECIDE)
+        self._decide_sql = q.Prepared(function_name.encode(), q.DECIDE_CALL.format(function=function_name).encode())
+        self._constants = (str(self.lock_key), q.integers(self._limits), q.integers(self._spans), str(durable))
+        self._count_sql = render(q.COUNT)
+        self._peek_sql = render(q.PEEK)
+        self._leak_sql = render(q.LEAK)
+        self._flush_sql = render(q.FLUSH)
+        self._release_sql = render(q.RELEASE)
+        # Reservations allowed the same wait for the lock share calls (a call waits for it once).
+        self._reserving: dict[int, AsyncBatcher] = {}
 
     async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
-        delay, rate, decided = await self._decide(item, max_delay, record=True)
+        if item.weight > self._unstorable:
+            return NEVER, self.rates[0]
+        lock_timeout = _lock_timeout(max_delay)
+        batcher = self._reserving.get(lock_timeout)
+        if batcher is None:
+            if len(self._reserving) >= _MAX_BATCHERS:  # callers giving ever new max_delay values
+                self._reserving.clear()  # batches in flight keep theirs
+            batcher = self._reserving[lock_timeout] = AsyncBatcher(functools.partial(self._decide, lock_timeout, True))
+        delay, rate, decided = await batcher.submit((_name(item), item.timestamp, item.weight, max_delay))
         item.timestamp = decided  # later than its stamp when a trim overtook it
-        return delay, rate
+        return delay, None if rate is None else self.rates[rate]
 
     async def waiting(self, item: RateItem) -> int:
-        delay, rate, decided = await self._decide(item, None, record=False)
+        if item.weight > self._unstorable:
+            return NEVER
+        request = (_name(item), item.timestamp, item.weight, None)
+        ((delay, rate, decided),) = await self._decide(LOCK_TIMEOUT, False, [request])
         # Fitting at once is fitting at the time decided at: later than a stamp behind the floor.
         return decided - item.timestamp if rate is None else delay
 
@@ -156,22 +188,17 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         row = await self._pool.run([(self._peek_sql, {"bucket": self.key, "index": index})], self._setup)
         return None if row is None else RateItem(row[0], int(row[1]))
 
-    async def _decide(self, item: RateItem, max_delay: int | None, *, record: bool) -> tuple[int, Rate | None, int]:
-        """One call of the bucket's function: the delay, the refusing rate and the time decided at."""
-        if item.weight > self._unstorable:
-            return NEVER, self.rates[0], item.timestamp
-        # The wait for another connection's hold on this bucket: the caller's max_delay when given,
-        # but never below LOCK_WAIT_MIN (concurrent decisions queue on the lock in normal work).
-        lock_timeout = LOCK_TIMEOUT if max_delay is None else min(max(LOCK_WAIT_MIN, max_delay), _MAX_LOCK_TIMEOUT)
-        params = [self.key, _name(item), item.timestamp, item.weight, max_delay, record, lock_timeout]
-        row = await self._pool.run([(self._decide_sql, params)], self._setup)
-        assert row is not None
-        delay, rate, decided = row[0]
-        return delay, None if rate is None else self.rates[rate], decided
+    async def _decide(self, lock_timeout: int, record: bool, requests: list[Request]) -> list[Decision]:
+        """One call of the bucket's function deciding ``requests`` in order (recording them if ``record``)."""
+        lock, limits, spans, durable = self._constants
+        names, numbers = q.items(requests)
+        params = [lock, self.key, names, numbers, limits, spans, str(record), str(lock_timeout), durable]
+        flat = q.parse_integers(await self._pool.call(self._decide_sql, params, self._setup))
+        return [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]  # type: ignore[misc]
 
     async def _locked(self, query: bytes, params: Params) -> tuple[Any, ...] | None:
         """Run ``query`` in a transaction holding this bucket's lock (two round trips: not a decision)."""
-        return await self._pool.run([(self._lock_sql, [self.lock_key]), (query, params)], self._setup)
+        return await self._pool.run([(q.LOCK, [self.lock_key]), (query, params)], self._setup)
 
 
 class AsyncPostgresClock(AsyncAbstractClock):
@@ -185,7 +212,7 @@ class AsyncPostgresClock(AsyncAbstractClock):
         self._pool = _Pool(pool, "PostgresClock")
 
     async def now(self) -> int:
-        row = await self._pool.run([(_NOW, None)])
+        row = await self._pool.run([(q.NOW, None)])
         assert row is not None
         return int(row[0])
 
@@ -199,13 +226,15 @@ def advisory_key(table: str, key: str) -> int:
 class _Pool:
     """Runs statements on a pool: awaited on an async pool, in a worker thread on a sync one.
 
-    Each call is one transaction; a single statement runs in autocommit so that it is one round
-    trip (no BEGIN/COMMIT), and the connection's own setting is restored before it goes back.
+    Each call is one transaction: ``run`` sends psycopg cursors' statements, a single one in
+    autocommit so that it is one round trip (no BEGIN/COMMIT), restoring the connection's own
+    setting before it goes back; ``call`` sends one prepared statement through libpq itself.
     """
 
     def __init__(self, pool: AsyncConnectionPool[Any] | ConnectionPool[Any], owner: str) -> None:
         try:
             import psycopg
+            from psycopg import generators
             from psycopg_pool import AsyncConnectionPool, ConnectionPool
         except ImportError as error:
             raise ImportError(f"{owner} needs psycopg and psycopg_pool: pip install 'psycopg[pool]'") from error
@@ -222,6 +251,10 @@ class _Pool:
         self._owner = owner
         self._error = psycopg.Error
         self._missing = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction)
+        self._forgotten = psycopg.errors.InvalidSqlStatementName
+        self._execute = generators.execute  # what Cursor.execute waits on: flush, then read every result
+        self._failure = psycopg.errors.error_from_result
+        self._tuples, self._done = psycopg.pq.ExecStatus.TUPLES_OK, psycopg.pq.ExecStatus.COMMAND_OK
 
     async def run(self, steps: Steps, setup: Steps | None = None) -> tuple[Any, ...] | None:
         """Run ``steps`` in one transaction and return the last one's first row.
@@ -240,6 +273,94 @@ class _Pool:
             return await self._run(steps)
         except self._error as error:
             raise BackendError(f"the PostgreSQL backend of {self._owner} failed: {reason(error)}") from error
+
+    async def call(self, statement: q.Prepared, params: list[str], setup: Steps) -> bytes:
+        """Run ``statement``, prepared on each connection, and return its one value as the server sent it.
+
+        One round trip on the connection's libpq connection (``conn.pgconn``), waited for as
+        psycopg waits (``conn.wait``: interruptible, cancelling the query on the server), and its
+        failure raised as psycopg's error (``error_from_result``): the server runs a lone
+        statement in a transaction of its own whatever psycopg's autocommit setting, and the
+        call skips a cursor's Python work, as long as the server's part of a decision. ``params``
+        are text, sent in the connection's encoding. Names prepared on a connection are kept
+        with it (``_prepared``); a session that forgot one prepares it again, and a connection
+        with ``prepare_threshold=None`` (PgBouncer in transaction mode) has the statement parsed
+        each time instead.
+
+        :param setup: as in ``run``.
+        :raises BackendError: as in ``run``.
+        """
+        try:
+            try:
+                return await self._call(statement, params)
+            except self._missing:
+                pass
+            await self._run(setup)
+            return await self._call(statement, params)
+        except self._error as error:
+            raise BackendError(f"the PostgreSQL backend of {self._owner} failed: {reason(error)}") from error
+
+    async def _call(self, statement: q.Prepared, texts: list[str]) -> bytes:
+        if self._native is None:
+            return await arun_blocking(self._call_blocking, statement, texts)
+        conn = await self._native.getconn()
+        try:
+            pgconn = conn.pgconn
+            encoding = conn.info.encoding
+            params = [text.encode(encoding) for text in texts]
+            if conn.prepare_threshold is None:  # prepared statements off (PgBouncer): parsed each time
+                pgconn.send_query_params(statement.text, params)
+                return self._value(await conn.wait(self._execute(pgconn)), conn)
+            prepared = _prepared(conn)
+            for attempt in (1, 2):
+                if statement.name not in prepared:
+                    pgconn.send_prepare(statement.name, statement.text)
+                    self._value(await conn.wait(self._execute(pgconn)), conn, rows=False)
+                    prepared.add(statement.name)
+                pgconn.send_query_prepared(statement.name, params)
+                try:
+                    return self._value(await conn.wait(self._execute(pgconn)), conn)
+                except self._forgotten:  # DEALLOCATE or DISCARD ALL ran on this connection
+                    prepared.discard(statement.name)
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+        finally:
+            await self._native.putconn(conn)
+
+    def _call_blocking(self, statement: q.Prepared, texts: list[str]) -> bytes:
+        assert self._blocking is not None
+        conn = self._blocking.getconn()
+        try:
+            pgconn = conn.pgconn
+            encoding = conn.info.encoding
+            params = [text.encode(encoding) for text in texts]
+            if conn.prepare_threshold is None:
+                pgconn.send_query_params(statement.text, params)
+                return self._value(conn.wait(self._execute(pgconn)), conn)
+            prepared = _prepared(conn)
+            for attempt in (1, 2):
+                if statement.name not in prepared:
+                    pgconn.send_prepare(statement.name, statement.text)
+                    self._value(conn.wait(self._execute(pgconn)), conn, rows=False)
+                    prepared.add(statement.name)
+                pgconn.send_query_prepared(statement.name, params)
+                try:
+                    return self._value(conn.wait(self._execute(pgconn)), conn)
+                except self._forgotten:
+                    prepared.discard(statement.name)
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+        finally:
+            self._blocking.putconn(conn)
+
+    def _value(self, results: list[Any], conn: Any, *, rows: bool = True) -> bytes:
+        """The first value of a statement's one result (``rows``) or nothing; a failure raised as psycopg would."""
+        (result,) = results
+        if result.status != (self._tuples if rows else self._done):
+            raise self._failure(result, encoding=conn.info.encoding)
+        return result.get_value(0, 0) if rows else b""
 
     async def _run(self, steps: Steps) -> tuple[Any, ...] | None:
         if self._native is None:
@@ -305,12 +426,27 @@ def _cursor(conn: Any) -> Any:
     return cursor
 
 
+def _prepared(conn: Any) -> set[bytes]:
+    """The names of the statements this module prepared on ``conn``, kept with the connection."""
+    kept = vars(conn)
+    names: set[bytes] | None = kept.get(_PREPARED)
+    if names is None:
+        names = kept[_PREPARED] = set()
+    return names
+
+
 def _check_name(what: str, value: str, *, empty: bool) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a str, got {value!r}")
     if "\0" in value or (not value and not empty):
         raise ValueError(f"{what} must be a non-empty str without NUL characters, got {value!r}")
     return value
+
+
+def _lock_timeout(max_delay: int | None) -> int:
+    """The wait for another connection's hold on the bucket: the caller's ``max_delay`` when given,
+    but never below ``LOCK_WAIT_MIN`` (concurrent decisions queue on the lock in normal work)."""
+    return LOCK_TIMEOUT if max_delay is None else min(max(LOCK_WAIT_MIN, max_delay), _MAX_LOCK_TIMEOUT)
 
 
 def _name(item: RateItem) -> str:
@@ -320,207 +456,8 @@ def _name(item: RateItem) -> str:
     return name
 
 
-def _bigints(value: int | list[int]) -> str:
-    # Integers this module computed, never user text: safe as literals.
-    if isinstance(value, int):
-        return f"{int(value)}::bigint"
-    return "ARRAY[" + ",".join(str(int(v)) for v in value) + "]::bigint[]"
-
-
-def _derived_name(table: str, suffix: str) -> str:
-    # A fixed-length name per table for its function and indexes: the table's own name may be 63 bytes.
-    # "layout2": the table layout with the marker's oldest column; a function made for the first
-    # layout is never reused (its table then fails clearly, on the missing column).
-    digest = hashlib.blake2b(table.encode(), digest_size=8, person=b"pyrate-table").hexdigest()
-    return f"pyrate_limiter_layout2_{digest}_{suffix}"
-
-
 _CURSOR = "_pyrate_limiter_cursor"  # where a connection keeps the cursor of _cursor
 
-_LOCK = b"SELECT pg_advisory_xact_lock(%s::bigint)"
+_MAX_BATCHERS = 16  # distinct lock waits a bucket keeps a batcher for
 
-_NOW = b"SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
-
-_SETUP = [
-    # ts is NULL only in a bucket's marker, made with its first item (no name either): weight =
-    # the newest trimmed timestamp (NULL before a trim), cum = the weight ever trimmed (the base of
-    # every running total), oldest = the oldest item's timestamp, or earlier (NULL: no item); the
-    # column is NULL in items.
-    "CREATE TABLE IF NOT EXISTS {table} (bucket text NOT NULL, name text, ts bigint, weight bigint, "
-    "cum bigint NOT NULL, oldest bigint)",
-    # Items are in the same order by ts as by cum; items of weight 0 share their predecessor's cum.
-    # (bucket, ts, cum) finds both ends, trims and inserts out of order, and holds the marker last
-    # (NULLS LAST), next to the newest item; (bucket, cum, weight DESC) finds where a window
-    # starts: among equal totals, the row of weight comes first.
-    "CREATE INDEX IF NOT EXISTS {ts_index} ON {table} (bucket, ts, cum)",
-    "CREATE INDEX IF NOT EXISTS {cum_index} ON {table} (bucket, cum, weight DESC)",
-]
-
-_TRIM_HEAD = """
-CREATE OR REPLACE FUNCTION {trim}(p_bucket text, p_horizon bigint, OUT trimmed bigint, OUT base bigint,
-    OUT earliest bigint)
-LANGUAGE plpgsql AS {body}
-"""
-
-# The caller holds the bucket's lock. Deletes the items at or before the horizon, records the
-# newest of them and the oldest left in the marker; returns the weight deleted, the base and the
-# oldest item after.
-_TRIM_BODY = """
-DECLARE
-    v_ts bigint;
-    v_cum bigint;
-BEGIN
-    WITH gone AS (
-        DELETE FROM {table} WHERE bucket = p_bucket AND ts <= p_horizon RETURNING ts, cum, weight
-    ) SELECT max(ts), max(cum), coalesce(sum(weight), 0) INTO v_ts, v_cum, trimmed FROM gone;
-    SELECT ts INTO earliest FROM {table} WHERE bucket = p_bucket AND ts IS NOT NULL ORDER BY ts LIMIT 1;
-    -- Written only when it changes: leaking an idle bucket writes nothing.
-    UPDATE {table} SET weight = coalesce(v_ts, weight), cum = coalesce(v_cum, cum), oldest = earliest
-        WHERE bucket = p_bucket AND ts IS NULL AND (v_ts IS NOT NULL OR oldest IS DISTINCT FROM earliest)
-        RETURNING cum INTO base;
-    IF NOT FOUND THEN
-        SELECT cum INTO base FROM {table} WHERE bucket = p_bucket AND ts IS NULL;
-    END IF;
-    base := coalesce(base, 0);  -- no marker: the bucket never had an item
-END
-"""
-
-_DECIDE_HEAD = """
-CREATE OR REPLACE FUNCTION {function}(
-    p_lock bigint, p_bucket text, p_name text, p_t bigint, p_weight bigint, p_max_delay bigint,
-    p_limits bigint[], p_intervals bigint[], p_record boolean,  -- p_intervals: spans, interval + 1 each
-    p_lock_timeout bigint)
-RETURNS bigint[] LANGUAGE plpgsql AS {body}
-"""
-
-# The rule of pyrate_limiter._window, step for step. Each statement of a PL/pgSQL function takes a
-# fresh snapshot, so everything after the lock sees what the previous holder committed. Returns
-# [delay, index of the refusing rate or NULL, time decided at]: one array, not a row of OUT
-# parameters, which the server would pass through a tuplestore.
-_DECIDE_BODY = """
-DECLARE
-    delay bigint;
-    rate bigint;
-    decided bigint;
-    v_longest bigint := p_intervals[cardinality(p_intervals)];
-    v_now bigint := p_t;
-    v_marked boolean;
-    v_mark bigint;
-    v_base bigint;
-    v_oldest bigint;
-    v_total bigint;
-    v_last bigint;
-    v_at bigint;
-    v_need bigint;
-    v_fits bigint;
-    v_prev bigint;
-BEGIN
-    -- This statement's transaction only: a held lock is waited for at most p_lock_timeout ms.
-    PERFORM set_config('lock_timeout', p_lock_timeout || 'ms', true);
-    PERFORM pg_advisory_xact_lock(p_lock);
-    -- One backward index scan reads all the state: the marker (it sorts last) and the newest
-    -- item (the total).
-    SELECT count(*) FILTER (WHERE ts IS NULL) > 0, max(weight) FILTER (WHERE ts IS NULL),
-            coalesce(max(cum) FILTER (WHERE ts IS NULL), 0), max(oldest),
-            max(cum) FILTER (WHERE ts IS NOT NULL), max(ts)
-        INTO v_marked, v_mark, v_base, v_oldest, v_total, v_last
-        FROM (SELECT ts, weight, cum, oldest FROM {table} WHERE bucket = p_bucket
-            ORDER BY ts DESC, cum DESC LIMIT 2) f;
-    -- Nothing is judged before the marker plus the longest interval: the windows of an earlier
-    -- item would reach back over trimmed rows.
-    IF v_mark IS NOT NULL AND v_now < v_mark + v_longest THEN
-        v_now := v_mark + v_longest;
-    END IF;
-    IF p_record AND v_oldest <= v_now - v_longest THEN
-        SELECT base, earliest INTO v_base, v_oldest FROM {trim}(p_bucket, v_now - v_longest);
-        SELECT cum, ts INTO v_total, v_last FROM {table} WHERE bucket = p_bucket AND ts IS NOT NULL
-            ORDER BY ts DESC, cum DESC LIMIT 1;
-    END IF;
-    v_total := coalesce(v_total, v_base);
-    v_at := v_now;
-    decided := v_now;
-    FOR i IN 1 .. cardinality(p_limits) LOOP
-        v_need := v_total + p_weight - p_limits[i];
-        CONTINUE WHEN v_need <= v_base;
-        IF p_weight > p_limits[i] THEN
-            delay := -1;
-            rate := i - 1;
-            RETURN ARRAY[delay, rate, decided];
-        END IF;
-        SELECT ts + p_intervals[i] INTO v_fits FROM {table}
-            WHERE bucket = p_bucket AND cum >= v_need ORDER BY cum, weight DESC LIMIT 1;
-        IF v_fits > v_at THEN
-            v_at := v_fits;
-            rate := i - 1;
-        END IF;
-    END LOOP;
-    IF rate IS NULL THEN
-        delay := 0;  -- admitted at once (at v_now, when late: the item is restamped with it)
-    ELSE
-        -- A decision's delay counts from the time it was decided at; waiting's from the stamp.
-        delay := v_at - CASE WHEN p_record THEN v_now ELSE p_t END;
-        IF NOT p_record OR p_max_delay IS NULL OR delay > p_max_delay THEN
-            RETURN ARRAY[delay, rate, decided];
-        END IF;
-        rate := NULL;
-    END IF;
-    IF NOT p_record THEN
-        RETURN ARRAY[delay, rate, decided];
-    END IF;
-    IF v_last IS NULL OR v_at >= v_last THEN
-        INSERT INTO {table} (bucket, name, ts, weight, cum)
-            VALUES (p_bucket, p_name, v_at, p_weight, v_total + p_weight);
-    ELSE
-        -- Older than the newest row (clock skew, or behind a reservation): insert in order.
-        SELECT cum INTO v_prev FROM {table} WHERE bucket = p_bucket AND ts <= v_at
-            ORDER BY ts DESC, cum DESC LIMIT 1;
-        IF NOT FOUND THEN
-            v_prev := v_base;
-        END IF;
-        IF p_weight <> 0 THEN
-            UPDATE {table} SET cum = cum + p_weight WHERE bucket = p_bucket AND ts > v_at;
-        END IF;
-        INSERT INTO {table} (bucket, name, ts, weight, cum)
-            VALUES (p_bucket, p_name, v_at, p_weight, v_prev + p_weight);
-    END IF;
-    -- The marker knows the oldest item, so that no decision looks for it (a release may leave it
-    -- earlier than the oldest: the next trim is then due early, finds nothing, and corrects it).
-    IF v_oldest IS NULL OR v_at < v_oldest THEN
-        IF v_marked THEN
-            UPDATE {table} SET oldest = v_at WHERE bucket = p_bucket AND ts IS NULL;
-        ELSE
-            INSERT INTO {table} (bucket, cum, oldest) VALUES (p_bucket, 0, v_at);
-        END IF;
-    END IF;
-    RETURN ARRAY[delay, rate, decided];
-END
-"""
-
-_DECIDE_CALL = (
-    "SELECT {function}({lock}, %s::text, %s::text, %s::bigint, %s::bigint, %s::bigint, {limits}, {intervals},"
-    " %s::boolean, %s::bigint)"
-)
-
-_TOTAL = "(SELECT cum FROM {table} WHERE bucket = %(bucket)s ORDER BY cum DESC LIMIT 1)"
-_BASE = "coalesce((SELECT cum FROM {table} WHERE bucket = %(bucket)s AND ts IS NULL), 0)"
-
-_COUNT = f"SELECT coalesce({_TOTAL}, 0) - {_BASE}"
-
-# The unit ``index`` places from the newest lies in the first row whose running total reaches it,
-# unless it is at or below the base: then it was trimmed (or never existed).
-_PEEK = (
-    f"SELECT name, ts FROM {{table}}, (SELECT {_TOTAL} - %(index)s::bigint AS unit, {_BASE} AS base) u"
-    " WHERE bucket = %(bucket)s AND u.unit > u.base AND cum >= u.unit ORDER BY cum, weight DESC LIMIT 1"
-)
-
-_LEAK = "SELECT trimmed FROM {trim}(%s::text, %s::bigint)"
-
-_FLUSH = "DELETE FROM {table} WHERE bucket = %s"
-
-# Rows after a row of weight have a running total at least its own; rows before, less.
-_RELEASE = (
-    "WITH gone AS (DELETE FROM {table} WHERE ctid = (SELECT ctid FROM {table} WHERE bucket = %(bucket)s"
-    " AND ts = %(ts)s AND weight = %(weight)s AND name = %(name)s ORDER BY cum DESC LIMIT 1) RETURNING cum, ctid) "
-    "UPDATE {table} SET cum = cum - %(weight)s WHERE bucket = %(bucket)s AND %(weight)s::bigint <> 0"
-    " AND cum >= (SELECT cum FROM gone) AND ctid <> (SELECT ctid FROM gone)"
-)
+_PREPARED = "_pyrate_limiter_prepared"  # where a connection keeps the names of the statements it prepared

@@ -1,0 +1,280 @@
+"""The SQL of the PostgreSQL buckets, without I/O: the table, its functions and every statement
+both variants send (``_async/buckets/postgres.py`` and its generated twin)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+
+def derived_name(table: str, suffix: str) -> str:
+    """A fixed-length name per table for its functions and indexes (the table's own name may be 63 bytes)."""
+    # "layout2": the table layout with the marker's oldest column; a function made for the first
+    # layout is never reused (its table then fails clearly, on the missing column).
+    digest = hashlib.blake2b(table.encode(), digest_size=8, person=b"pyrate-table").hexdigest()
+    return f"pyrate_limiter_layout2_{digest}_{suffix}"
+
+
+def integers(values: Iterable[int | None]) -> str:
+    """An array literal of integers (``None``: NULL), sent as text for the server to parse.
+
+    Text of unknown type, not a list psycopg would type by its values (``int2[]`` for small
+    ones): the function's own ``bigint[]`` then needs no cast, element by element, on the server.
+    """
+    return "{" + ",".join("NULL" if value is None else str(int(value)) for value in values) + "}"
+
+
+def items(requests: Sequence[tuple[str, int, int, int | None]]) -> tuple[str, str]:
+    """The array literals of ``(name, stamp, weight, max_delay)`` requests: their names, and
+    their numbers three by three."""
+    if len(requests) == 1:  # the usual call, spared the generators
+        name, stamp, weight, max_delay = requests[0]
+        return _quoted(name), f"{{{int(stamp)},{int(weight)},{'NULL' if max_delay is None else int(max_delay)}}}"
+    names = "{" + ",".join(_quoted(name)[1:-1] for name, *_ in requests) + "}"
+    return names, integers(number for _, *numbers in requests for number in numbers)
+
+
+def _quoted(name: str) -> str:
+    """A one-element array literal of ``name``: quoted, its backslashes and double quotes escaped."""
+    return '{"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"}'
+
+
+def parse_integers(value: bytes) -> list[int | None]:
+    """The integers of an array the server sent as text, ``b"{0,NULL,17}"``."""
+    return [None if number == b"NULL" else int(number) for number in value[1:-1].split(b",")] if value != b"{}" else []
+
+
+class Prepared(NamedTuple):
+    """A statement prepared once on each connection, under its name."""
+
+    name: bytes
+    text: bytes
+
+
+DECIDE = "decide4"
+"""The suffix of the deciding function: decide3 decided one item; decide4 decides a batch in order
+and takes ``p_durable``. Tables made for decide3 keep it, and get decide4 on first use."""
+
+LOCK = b"SELECT pg_advisory_xact_lock(%s::bigint)"
+
+NOW = b"SELECT floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+
+SETUP = [
+    # ts is NULL only in a bucket's marker, made with its first item (no name either): weight =
+    # the newest trimmed timestamp (NULL before a trim), cum = the weight ever trimmed (the base of
+    # every running total), oldest = the oldest item's timestamp, or earlier (NULL: no item); the
+    # column is NULL in items.
+    "CREATE TABLE IF NOT EXISTS {table} (bucket text NOT NULL, name text, ts bigint, weight bigint, "
+    "cum bigint NOT NULL, oldest bigint)",
+    # Items are in the same order by ts as by cum; items of weight 0 share their predecessor's cum.
+    # (bucket, ts, cum) finds both ends, trims and inserts out of order, and holds the marker last
+    # (NULLS LAST), next to the newest item; (bucket, cum, weight DESC) finds where a window
+    # starts: among equal totals, the row of weight comes first.
+    "CREATE INDEX IF NOT EXISTS {ts_index} ON {table} (bucket, ts, cum)",
+    "CREATE INDEX IF NOT EXISTS {cum_index} ON {table} (bucket, cum, weight DESC)",
+]
+
+TRIM_HEAD = """
+CREATE OR REPLACE FUNCTION {trim}(p_bucket text, p_horizon bigint, OUT trimmed bigint, OUT base bigint,
+    OUT earliest bigint)
+LANGUAGE plpgsql AS {body}
+"""
+
+# The caller holds the bucket's lock. Deletes the items at or before the horizon, records the
+# newest of them and the oldest left in the marker; returns the weight deleted, the base and the
+# oldest item after.
+TRIM_BODY = """
+DECLARE
+    v_ts bigint;
+    v_cum bigint;
+BEGIN
+    WITH gone AS (
+        DELETE FROM {table} WHERE bucket = p_bucket AND ts <= p_horizon RETURNING ts, cum, weight
+    ) SELECT max(ts), max(cum), coalesce(sum(weight), 0) INTO v_ts, v_cum, trimmed FROM gone;
+    SELECT ts INTO earliest FROM {table} WHERE bucket = p_bucket AND ts IS NOT NULL ORDER BY ts LIMIT 1;
+    -- Written only when it changes: leaking an idle bucket writes nothing.
+    UPDATE {table} SET weight = coalesce(v_ts, weight), cum = coalesce(v_cum, cum), oldest = earliest
+        WHERE bucket = p_bucket AND ts IS NULL AND (v_ts IS NOT NULL OR oldest IS DISTINCT FROM earliest)
+        RETURNING cum INTO base;
+    IF NOT FOUND THEN
+        SELECT cum INTO base FROM {table} WHERE bucket = p_bucket AND ts IS NULL;
+    END IF;
+    base := coalesce(base, 0);  -- no marker: the bucket never had an item
+END
+"""
+
+DECIDE_HEAD = """
+CREATE OR REPLACE FUNCTION {function}(
+    p_lock bigint, p_bucket text, p_names text[], p_items bigint[],  -- p_items: stamp, weight, max delay of each
+    p_limits bigint[], p_intervals bigint[], p_record boolean,  -- p_intervals: spans, interval + 1 each
+    p_lock_timeout bigint, p_durable boolean)
+RETURNS bigint[] LANGUAGE plpgsql AS {body}
+"""
+
+# The rule of pyrate_limiter._window, step for step, for each item in turn, as if each had waited
+# for the lock in that order. Each statement of a PL/pgSQL function takes a fresh snapshot, so
+# everything after the lock sees what the previous holder committed, and each item what the ones
+# before it recorded. Returns [delay, index of the refusing rate or NULL, time decided at] per
+# item, in one flat array: not rows of OUT parameters, which the server would pass through a
+# tuplestore. The bucket's state (marker and newest item) is read once, and again after a trim;
+# each item recorded updates it in place.
+DECIDE_BODY = """
+DECLARE
+    v_out bigint[] := '{{}}';
+    v_setting text;
+    delay bigint;
+    rate bigint;
+    decided bigint;
+    v_longest bigint := p_intervals[cardinality(p_intervals)];
+    v_t bigint;
+    v_weight bigint;
+    v_max_delay bigint;
+    v_now bigint;
+    v_stale boolean := true;
+    v_marked boolean;
+    v_mark bigint;
+    v_base bigint;
+    v_oldest bigint;
+    v_total bigint;
+    v_last bigint;
+    v_at bigint;
+    v_need bigint;
+    v_fits bigint;
+    v_prev bigint;
+BEGIN
+    -- Assignments and conditions, not PERFORM: a lone function call there runs without starting
+    -- the executor. This transaction only: a held lock (the bucket's or its table's) is waited for
+    -- at most p_lock_timeout ms, and a commit may return before its WAL is flushed when asked.
+    v_setting := set_config('lock_timeout', p_lock_timeout || 'ms', true);
+    IF NOT p_durable THEN
+        v_setting := set_config('synchronous_commit', 'off', true);
+    END IF;
+    IF NOT pg_try_advisory_xact_lock(p_lock) THEN
+        PERFORM pg_advisory_xact_lock(p_lock);
+    END IF;
+    <<items>>
+    FOR j IN 1 .. cardinality(p_names) LOOP
+        v_t := p_items[3 * j - 2];
+        v_weight := p_items[3 * j - 1];
+        rate := NULL;
+        LOOP  -- once, or again after a trim
+            IF v_stale THEN
+                -- One backward index scan reads all the state: the marker (it sorts last) and
+                -- the newest item (the total).
+                SELECT count(*) FILTER (WHERE ts IS NULL) > 0, max(weight) FILTER (WHERE ts IS NULL),
+                        coalesce(max(cum) FILTER (WHERE ts IS NULL), 0), max(oldest),
+                        max(cum) FILTER (WHERE ts IS NOT NULL), max(ts)
+                    INTO v_marked, v_mark, v_base, v_oldest, v_total, v_last
+                    FROM (SELECT ts, weight, cum, oldest FROM {table} WHERE bucket = p_bucket
+                        ORDER BY ts DESC, cum DESC LIMIT 2) f;
+                v_stale := false;
+            END IF;
+            -- Nothing is judged before the marker plus the longest interval: the windows of an
+            -- earlier item would reach back over trimmed rows.
+            v_now := greatest(v_t, v_mark + v_longest);
+            -- After a trim, the oldest item left is newer than the horizon (or there is none).
+            EXIT WHEN NOT coalesce(p_record AND v_oldest <= v_now - v_longest, false);
+            PERFORM {trim}(p_bucket, v_now - v_longest);
+            v_stale := true;  -- base, oldest, newest trimmed stamp and total changed
+        END LOOP;
+        v_total := coalesce(v_total, v_base);
+        v_at := v_now;
+        decided := v_now;
+        FOR i IN 1 .. cardinality(p_limits) LOOP
+            v_need := v_total + v_weight - p_limits[i];
+            CONTINUE WHEN v_need <= v_base;
+            IF v_weight > p_limits[i] THEN
+                v_out := v_out || ARRAY[-1, i - 1, decided];
+                CONTINUE items;
+            END IF;
+            SELECT ts + p_intervals[i] INTO v_fits FROM {table}
+                WHERE bucket = p_bucket AND cum >= v_need ORDER BY cum, weight DESC LIMIT 1;
+            IF v_fits > v_at THEN
+                v_at := v_fits;
+                rate := i - 1;
+            END IF;
+        END LOOP;
+        IF rate IS NULL THEN
+            delay := 0;  -- admitted at once (at v_now, when late: the item is restamped with it)
+        ELSE
+            -- A decision's delay counts from the time it was decided at; waiting's from the stamp.
+            delay := v_at - CASE WHEN p_record THEN v_now ELSE v_t END;
+            v_max_delay := p_items[3 * j];
+            IF NOT p_record OR v_max_delay IS NULL OR delay > v_max_delay THEN
+                v_out := v_out || ARRAY[delay, rate, decided];
+                CONTINUE items;
+            END IF;
+            rate := NULL;
+        END IF;
+        IF NOT p_record THEN
+            v_out := v_out || ARRAY[delay, rate, decided];
+            CONTINUE items;
+        END IF;
+        IF v_last IS NULL OR v_at >= v_last THEN
+            INSERT INTO {table} (bucket, name, ts, weight, cum)
+                VALUES (p_bucket, p_names[j], v_at, v_weight, v_total + v_weight);
+            v_last := v_at;
+        ELSE
+            -- Older than the newest row (clock skew, or behind a reservation): insert in order.
+            SELECT cum INTO v_prev FROM {table} WHERE bucket = p_bucket AND ts <= v_at
+                ORDER BY ts DESC, cum DESC LIMIT 1;
+            IF NOT FOUND THEN
+                v_prev := v_base;
+            END IF;
+            IF v_weight <> 0 THEN
+                UPDATE {table} SET cum = cum + v_weight WHERE bucket = p_bucket AND ts > v_at;
+            END IF;
+            INSERT INTO {table} (bucket, name, ts, weight, cum)
+                VALUES (p_bucket, p_names[j], v_at, v_weight, v_prev + v_weight);
+        END IF;
+        v_total := v_total + v_weight;  -- the newest row's total, whichever row was inserted
+        -- The marker knows the oldest item, so that no decision looks for it (a release may leave it
+        -- earlier than the oldest: the next trim is then due early, finds nothing, and corrects it).
+        IF v_oldest IS NULL OR v_at < v_oldest THEN
+            IF v_marked THEN
+                UPDATE {table} SET oldest = v_at WHERE bucket = p_bucket AND ts IS NULL;
+            ELSE
+                INSERT INTO {table} (bucket, cum, oldest) VALUES (p_bucket, 0, v_at);
+                v_marked := true;
+            END IF;
+            v_oldest := v_at;
+        END IF;
+        v_out := v_out || ARRAY[delay, rate, decided];
+    END LOOP;
+    RETURN v_out;
+END
+"""
+
+# Text parameters: the lock, the bucket, the items' names and numbers (``items``), the limits,
+# the spans, record, the lock timeout, durable.
+DECIDE_CALL = (
+    "SELECT {function}($1::bigint, $2::text, $3::text[], $4::bigint[], $5::bigint[], $6::bigint[], $7::boolean,"
+    " $8::bigint, $9::boolean)"
+)
+
+_TOTAL = "(SELECT cum FROM {table} WHERE bucket = %(bucket)s ORDER BY cum DESC LIMIT 1)"
+_BASE = "coalesce((SELECT cum FROM {table} WHERE bucket = %(bucket)s AND ts IS NULL), 0)"
+
+COUNT = f"SELECT coalesce({_TOTAL}, 0) - {_BASE}"
+
+# The unit ``index`` places from the newest lies in the first row whose running total reaches it,
+# unless it is at or below the base: then it was trimmed (or never existed).
+PEEK = (
+    f"SELECT name, ts FROM {{table}}, (SELECT {_TOTAL} - %(index)s::bigint AS unit, {_BASE} AS base) u"
+    " WHERE bucket = %(bucket)s AND u.unit > u.base AND cum >= u.unit ORDER BY cum, weight DESC LIMIT 1"
+)
+
+LEAK = "SELECT trimmed FROM {trim}(%s::text, %s::bigint)"
+
+FLUSH = "DELETE FROM {table} WHERE bucket = %s"
+
+# Rows after a row of weight have a running total at least its own; rows before, less.
+RELEASE = (
+    "WITH gone AS (DELETE FROM {table} WHERE ctid = (SELECT ctid FROM {table} WHERE bucket = %(bucket)s"
+    " AND ts = %(ts)s AND weight = %(weight)s AND name = %(name)s ORDER BY cum DESC LIMIT 1) RETURNING cum, ctid) "
+    "UPDATE {table} SET cum = cum - %(weight)s WHERE bucket = %(bucket)s AND %(weight)s::bigint <> 0"
+    " AND cum >= (SELECT cum FROM gone) AND ctid <> (SELECT ctid FROM gone)"
+)
