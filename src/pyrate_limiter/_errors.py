@@ -25,11 +25,18 @@ class _Refusal(Exception):
 class BucketFullException(_Refusal):
     """An item did not fit and the limiter was not allowed to wait for it.
 
-    ``BucketFullException(item, rate)``: kept in ``args`` only, with no ``__init__`` of ours and
-    the message built when read, so that raising costs little more than returning ``False``.
+    ``BucketFullException(item, rate[, wait])``: kept in ``args`` only, with no ``__init__`` of
+    ours and the message built when read, so that raising costs little more than returning
+    ``False``. ``meta_info`` keeps the keys the v3 docs show; the wait is ``retry_after_ms``.
     """
 
-    args: tuple[RateItem, Rate]
+    args: tuple[Any, ...]
+
+    @property
+    def retry_after_ms(self) -> int | None:
+        """How long the item would have had to wait, from the same decision; ``None``: it never fits."""
+        wait = self.args[2] if len(self.args) > 2 else -1
+        return None if wait < 0 else int(wait)
 
     @property
     def meta_info(self) -> dict[str, Any]:
@@ -57,6 +64,11 @@ class LimiterDelayException(_Refusal):
 
     @property
     def actual_delay(self) -> int:
+        return self.args[2]
+
+    @property
+    def retry_after_ms(self) -> int:
+        """``actual_delay``, by the name ``BucketFullException`` has too."""
         return self.args[2]
 
     @property

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pyrate_limiter import AsyncKeyedBucket, AsyncLimiter, LimitState, Rate, RateState
+import pytest
+
+from pyrate_limiter import (
+    AsyncKeyedBucket,
+    AsyncLimiter,
+    BucketFullException,
+    LimiterDelayException,
+    LimitState,
+    Rate,
+    RateState,
+)
 
 from ..fake_clock import T0, FakeClock
 
@@ -56,3 +66,19 @@ async def test_per_key_state_of_an_unseen_name_makes_no_log() -> None:
     state = await limiter.state("never-seen")
     assert state == LimitState(0, (RateState(Rate(2, I), 0, 2, 0),))
     assert bucket.keys() == 0
+
+
+async def test_a_refusal_carries_the_wait_its_decision_found(create_atomic_bucket: AsyncCreateBucket) -> None:
+    limiter = AsyncLimiter(await create_atomic_bucket(RATES), clock=FakeClock(T0))
+    for _ in range(3):
+        assert await limiter.try_acquire("k")
+    with pytest.raises(BucketFullException) as full:
+        await limiter.try_acquire("k")
+    assert full.value.retry_after_ms == I + 1
+    assert set(full.value.meta_info) == {"error", "name", "weight", "rate"}  # v3's keys, unchanged
+    with pytest.raises(BucketFullException) as never:
+        await limiter.try_acquire("k", weight=6)
+    assert never.value.retry_after_ms is None
+    with pytest.raises(LimiterDelayException) as delayed:
+        await limiter.try_acquire("k", max_delay=10)
+    assert delayed.value.retry_after_ms == delayed.value.actual_delay == I + 1

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pyrate_limiter import KeyedBucket, Limiter, LimitState, Rate, RateState
+import pytest
+
+from pyrate_limiter import (
+    KeyedBucket,
+    Limiter,
+    BucketFullException,
+    LimiterDelayException,
+    LimitState,
+    Rate,
+    RateState,
+)
 
 from ..fake_clock import T0, FakeClock
 
@@ -57,3 +67,19 @@ def test_per_key_state_of_an_unseen_name_makes_no_log() -> None:
     state = limiter.state("never-seen")
     assert state == LimitState(0, (RateState(Rate(2, I), 0, 2, 0),))
     assert bucket.keys() == 0
+
+
+def test_a_refusal_carries_the_wait_its_decision_found(create_atomic_bucket: CreateBucket) -> None:
+    limiter = Limiter(create_atomic_bucket(RATES), clock=FakeClock(T0))
+    for _ in range(3):
+        assert limiter.try_acquire("k")
+    with pytest.raises(BucketFullException) as full:
+        limiter.try_acquire("k")
+    assert full.value.retry_after_ms == I + 1
+    assert set(full.value.meta_info) == {"error", "name", "weight", "rate"}  # v3's keys, unchanged
+    with pytest.raises(BucketFullException) as never:
+        limiter.try_acquire("k", weight=6)
+    assert never.value.retry_after_ms is None
+    with pytest.raises(LimiterDelayException) as delayed:
+        limiter.try_acquire("k", max_delay=10)
+    assert delayed.value.retry_after_ms == delayed.value.actual_delay == I + 1

@@ -270,7 +270,7 @@ class AsyncLimiter:
 def _refusal(item: RateItem, rate: Rate, delay: int, max_delay: int | None) -> Exception:
     """The exception for a refused item: full (no wait allowed, or never fits), or too long a wait."""
     if max_delay is None or delay == NEVER:
-        return BucketFullException(item, rate)
+        return BucketFullException(item, rate, delay)
     return LimiterDelayException(item, rate, delay, max_delay)
 
 
