@@ -267,6 +267,24 @@ PEEK = (
     " WHERE bucket = %(bucket)s AND u.unit > u.base AND cum >= u.unit ORDER BY cum, weight DESC LIMIT 1"
 )
 
+# Limiter.state in one statement (one snapshot): the total, the base and the newest trimmed stamp,
+# then per rate (``limits`` and ``spans`` in order) the stamp of the first row whose running total
+# reaches total + weight - limit, the running total of the newest row no longer counted at ``t``
+# and the stamp of the oldest counted.
+STATE = (
+    f"WITH s AS (SELECT coalesce({_TOTAL}, 0) AS total, {_BASE} AS base,"
+    " (SELECT weight FROM {table} WHERE bucket = %(bucket)s AND ts IS NULL) AS trimmed)"
+    " SELECT s.total, s.base, s.trimmed,"
+    " array(SELECT (SELECT ts FROM {table} WHERE bucket = %(bucket)s AND ts IS NOT NULL"
+    " AND cum >= s.total + %(weight)s - r.lim ORDER BY cum, weight DESC LIMIT 1)"
+    " FROM unnest(%(limits)s::bigint[]) WITH ORDINALITY AS r(lim, i) ORDER BY r.i),"
+    " array(SELECT (SELECT cum FROM {table} WHERE bucket = %(bucket)s AND ts <= %(t)s - r.span"
+    " ORDER BY ts DESC, cum DESC LIMIT 1) FROM unnest(%(spans)s::bigint[]) WITH ORDINALITY AS r(span, i) ORDER BY r.i),"
+    " array(SELECT (SELECT ts FROM {table} WHERE bucket = %(bucket)s AND ts > %(t)s - r.span AND weight > 0"
+    " ORDER BY ts, cum LIMIT 1) FROM unnest(%(spans)s::bigint[]) WITH ORDINALITY AS r(span, i) ORDER BY r.i)"
+    " FROM s"
+)
+
 LEAK = "SELECT trimmed FROM {trim}(%s::text, %s::bigint)"
 
 FLUSH = "DELETE FROM {table} WHERE bucket = %s"

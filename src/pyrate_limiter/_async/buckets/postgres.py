@@ -12,7 +12,7 @@ from ..._batching import AsyncBatcher
 from ..._concurrency import arun_blocking
 from ..._errors import BackendError, reason
 from ..._rate import RateItem, check_rates
-from ..._window import NEVER, UNSTORABLE, span
+from ..._window import NEVER, UNSTORABLE, earliest_fit, judged_at, span, wait
 from ..clocks import AsyncAbstractClock
 from .base import AsyncReservingBucket
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
     from ..._rate import Rate
+    from ..._state import Usage
 
     Params = Sequence[Any] | Mapping[str, Any] | None
     Steps = Sequence[tuple[bytes, Params]]
@@ -136,6 +137,7 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         self._decide_sql = q.Prepared(function_name.encode(), q.DECIDE_CALL.format(function=function_name).encode())
         self._constants = (str(self.lock_key), q.integers(self._limits), q.integers(self._spans), str(durable))
         self._count_sql = render(q.COUNT)
+        self._state_sql = render(q.STATE)
         self._peek_sql = render(q.PEEK)
         self._leak_sql = render(q.LEAK)
         self._flush_sql = render(q.FLUSH)
@@ -168,9 +170,22 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         params = {"bucket": self.key, "ts": item.timestamp, "weight": item.weight, "name": _name(item)}
         await self._locked(self._release_sql, params)
 
-    async def leak(self, current_timestamp: int | None = None) -> int:
-        if current_timestamp is None:
-            return 0  # v3: no time given, nothing is known to be outdated
+    async def state(self, item: RateItem) -> tuple[int, Usage]:
+        # One statement reads it all; a weight past storing is asked about as 0, and never fits.
+        weight, t = (0 if item.weight > self._unstorable else item.weight), item.timestamp
+        params = {"bucket": self.key, "weight": weight, "t": t, "limits": self._limits, "spans": self._spans}
+        row = await self._pool.run([(self._state_sql, params)], self._setup)
+        assert row is not None
+        total, base, trimmed, firsts, befores, oldest = row
+        rates = list(zip(self._limits, self._spans, strict=True))
+        at, _ = earliest_fit(judged_at(t, trimmed, self._longest), weight, rates, total, base, firsts)
+        usage = []
+        for rate, stamps, before, first in zip(self.rates, self._spans, befores, oldest, strict=True):
+            used = total - (base if before is None else before)
+            usage.append((rate, used, first + stamps - t if used else 0))
+        return (NEVER if weight != item.weight else wait(t, at)), usage
+
+    async def leak(self, current_timestamp: int) -> int:
         row = await self._locked(self._leak_sql, [self.key, current_timestamp - self._longest])
         return 0 if row is None else int(row[0])
 

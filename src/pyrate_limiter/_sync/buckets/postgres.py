@@ -13,7 +13,7 @@ from ..._batching import Batcher
 from ..._concurrency import run_blocking
 from ..._errors import BackendError, reason
 from ..._rate import RateItem, check_rates
-from ..._window import NEVER, UNSTORABLE, span
+from ..._window import NEVER, UNSTORABLE, earliest_fit, judged_at, span, wait
 from ..clocks import AbstractClock
 from .base import ReservingBucket
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool, ConnectionPool
 
     from ..._rate import Rate
+    from ..._state import Usage
 
     Params = Sequence[Any] | Mapping[str, Any] | None
     Steps = Sequence[tuple[bytes, Params]]
@@ -137,6 +138,7 @@ class PostgresBucket(ReservingBucket):
         self._decide_sql = q.Prepared(function_name.encode(), q.DECIDE_CALL.format(function=function_name).encode())
         self._constants = (str(self.lock_key), q.integers(self._limits), q.integers(self._spans), str(durable))
         self._count_sql = render(q.COUNT)
+        self._state_sql = render(q.STATE)
         self._peek_sql = render(q.PEEK)
         self._leak_sql = render(q.LEAK)
         self._flush_sql = render(q.FLUSH)
@@ -169,9 +171,22 @@ class PostgresBucket(ReservingBucket):
         params = {"bucket": self.key, "ts": item.timestamp, "weight": item.weight, "name": _name(item)}
         self._locked(self._release_sql, params)
 
-    def leak(self, current_timestamp: int | None = None) -> int:
-        if current_timestamp is None:
-            return 0  # v3: no time given, nothing is known to be outdated
+    def state(self, item: RateItem) -> tuple[int, Usage]:
+        # One statement reads it all; a weight past storing is asked about as 0, and never fits.
+        weight, t = (0 if item.weight > self._unstorable else item.weight), item.timestamp
+        params = {"bucket": self.key, "weight": weight, "t": t, "limits": self._limits, "spans": self._spans}
+        row = self._pool.run([(self._state_sql, params)], self._setup)
+        assert row is not None
+        total, base, trimmed, firsts, befores, oldest = row
+        rates = list(zip(self._limits, self._spans, strict=True))
+        at, _ = earliest_fit(judged_at(t, trimmed, self._longest), weight, rates, total, base, firsts)
+        usage = []
+        for rate, stamps, before, first in zip(self.rates, self._spans, befores, oldest, strict=True):
+            used = total - (base if before is None else before)
+            usage.append((rate, used, first + stamps - t if used else 0))
+        return (NEVER if weight != item.weight else wait(t, at)), usage
+
+    def leak(self, current_timestamp: int) -> int:
         row = self._locked(self._leak_sql, [self.key, current_timestamp - self._longest])
         return 0 if row is None else int(row[0])
 
