@@ -237,22 +237,8 @@ def redis_keys(pl: Any, p: Row, names: list[str], stack: contextlib.ExitStack) -
 def redis_per_key(pl: Any, client: Any) -> Any:
     """A v3 ``BucketFactory`` making one ``RedisBucket`` per name on first use; no leak scheduled,
     since Redis expires idle keys itself."""
-    rates, clock = entries_rates(pl), pl.TimeClock()
-
-    class PerKey(pl.BucketFactory):  # type: ignore[misc]
-        def __init__(self) -> None:
-            self.buckets: dict[str, Any] = {}
-
-        def wrap_item(self, name: str, weight: int = 1) -> Any:
-            return pl.RateItem(name, clock.now(), weight=weight)
-
-        def get(self, item: Any) -> Any:
-            bucket = self.buckets.get(item.name)
-            if bucket is None:
-                bucket = self.buckets[item.name] = pl.RedisBucket(rates, client, item.name)
-            return bucket
-
-    return PerKey()
+    rates = entries_rates(pl)
+    return per_key_factory(pl, lambda name: rates, make=lambda name, rates: pl.RedisBucket(rates, client, name))
 
 
 def pt_tasks(pl: Any, p: Row) -> list[Row]:

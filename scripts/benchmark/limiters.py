@@ -29,8 +29,14 @@ def three(pl: Any) -> list[Any]:
     return [pl.Rate(10**7, pl.Duration.SECOND), pl.Rate(10**8, pl.Duration.MINUTE), pl.Rate(10**9, hour)]
 
 
-def per_key_factory(pl: Any, rates_for: Callable[[str], list[Any]], wrap_async: bool = False) -> Any:
-    """A v3 ``BucketFactory`` subclass making one in-memory bucket per item name (async ones if asked)."""
+def per_key_factory(
+    pl: Any,
+    rates_for: Callable[[str], list[Any]],
+    wrap_async: bool = False,
+    make: Callable[[str, list[Any]], Any] | None = None,
+) -> Any:
+    """A v3 ``BucketFactory`` subclass making one in-memory bucket per item name (async ones if asked),
+    or whatever ``make(name, rates)`` makes, unleaked."""
     clock = pl.TimeClock()
 
     class PerKey(pl.BucketFactory):  # type: ignore[misc]
@@ -44,7 +50,9 @@ def per_key_factory(pl: Any, rates_for: Callable[[str], list[Any]], wrap_async: 
             bucket = self.buckets.get(item.name)
             if bucket is None:
                 rates = rates_for(item.name)
-                if not wrap_async:
+                if make is not None:
+                    bucket = make(item.name, rates)
+                elif not wrap_async:
                     bucket = self.create(clock, pl.InMemoryBucket, rates)
                 else:  # unleaked on both sides: the sync factory's leak thread cannot await
                     wrapped = pl.BucketAsyncWrapper(pl.InMemoryBucket(rates)) if not ours(pl) else None
