@@ -286,7 +286,7 @@ def sc_waiter(pl: Any, p: Row) -> list[Row]:
         return [{"value": 100 * rates[True] / rates[False], "unit": "%"}]
 
     async def main() -> list[Row]:
-        limiter = async_limiter(pl, factory, max_delay=1000)
+        limiter = pl.Limiter(factory, max_delay=1000)  # v3: a factory of async buckets follows them
         await limiter.try_acquire("A")
 
         async def b_loop(seconds: float) -> float:

@@ -373,10 +373,13 @@ class _Pool:
 
     def _value(self, results: list[Any], conn: Any, *, rows: bool = True) -> bytes:
         """The first value of a statement's one result (``rows``) or nothing; a failure raised as psycopg would."""
-        (result,) = results
-        if result.status != (self._tuples if rows else self._done):
-            raise self._failure(result, encoding=conn.info.encoding)
-        return result.get_value(0, 0) if rows else b""
+        expected = self._tuples if rows else self._done
+        for result in results:  # one, or more when the server fails the connection as it answers
+            if result.status != expected:
+                raise self._failure(result, encoding=conn.info.encoding)
+        if len(results) != 1:
+            raise self._failure(results[-1], encoding=conn.info.encoding)
+        return results[0].get_value(0, 0) if rows else b""
 
     def _run(self, steps: Steps) -> tuple[Any, ...] | None:
         if self._native is None:
