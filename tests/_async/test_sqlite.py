@@ -39,6 +39,8 @@ HOSTILE_NAMES = [
     "ünïcødé 表 🚦",
     "?1",
     ":name",
+    "{brace}",
+    "{firsts}",
 ]
 
 

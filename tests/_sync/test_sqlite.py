@@ -40,6 +40,8 @@ HOSTILE_NAMES = [
     "ünïcødé 表 🚦",
     "?1",
     ":name",
+    "{brace}",
+    "{firsts}",
 ]
 
 

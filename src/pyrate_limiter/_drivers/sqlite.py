@@ -336,9 +336,15 @@ class TableSQL:
         counted = "".join(
             ", " + SQL["counted_since"].format(table=quoted, since=f"?{k + 2}") for k in range(len(limits))
         )
-        made = {field.name: SQL[field.name] for field in fields(cls) if field.name != "usage"}
-        made["usage"] = SQL["state"].replace("{counted}", counted)
-        return cls(**{name: text.format(table=quoted, firsts=firsts, counted="") for name, text in made.items()})
+        # Each text is formatted once, with finished pieces as values: a brace in the table's
+        # name is then only text.
+        made = {
+            field.name: SQL[field.name].format(table=quoted, firsts=firsts, counted="")
+            for field in fields(cls)
+            if field.name != "usage"
+        }
+        made["usage"] = SQL["state"].format(table=quoted, firsts=firsts, counted=counted)
+        return cls(**made)
 
 
 # -- helpers -------------------------------------------------------------------------------------
