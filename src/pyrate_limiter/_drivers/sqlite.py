@@ -303,12 +303,16 @@ class ThreadedDriver:
 
 SQL = statements("sqlite.sql")
 
+PAUSES = "pyrate_limiter_pauses"
+"""The table of every bucket's pause in a file (named in ``sqlite.sql``): no bucket table may take its name."""
+
 
 @dataclass(frozen=True)
 class TableSQL:
     """The text of each statement of ``sqlite.sql`` on one table, fixed for the bucket's life."""
 
     create_table: str
+    create_pauses: str
     probe: str
     state: str
     trim: str
@@ -323,6 +327,9 @@ class TableSQL:
     flush: str
     count: str
     peek: str
+    pause: str
+    paused: str
+    unpause: str
     usage: str  # state with counted_since per rate: Limiter.state's one statement
 
     @classmethod
@@ -332,6 +339,7 @@ class TableSQL:
         ``usage`` takes the weight, then ``t - span`` of each rate.
         """
         quoted, limits = '"' + table.replace('"', '""') + '"', list(limits)
+        bucket = "'" + table.replace("'", "''") + "'"  # the key of its pause
         firsts = ", ".join(SQL["first_reaching"].format(table=quoted, limit=int(limit)) for limit in limits)
         counted = "".join(
             ", " + SQL["counted_since"].format(table=quoted, since=f"?{k + 2}") for k in range(len(limits))
@@ -339,11 +347,11 @@ class TableSQL:
         # Each text is formatted once, with finished pieces as values: a brace in the table's
         # name is then only text.
         made = {
-            field.name: SQL[field.name].format(table=quoted, firsts=firsts, counted="")
+            field.name: SQL[field.name].format(table=quoted, bucket=bucket, firsts=firsts, counted="")
             for field in fields(cls)
             if field.name != "usage"
         }
-        made["usage"] = SQL["state"].format(table=quoted, firsts=firsts, counted=counted)
+        made["usage"] = SQL["state"].format(table=quoted, bucket=bucket, firsts=firsts, counted=counted)
         return cls(**made)
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..._concurrency import run_blocking, sleep
-from ..._drivers.sqlite import SQL, TableSQL, driver, open_file, open_watched
+from ..._drivers.sqlite import PAUSES, SQL, TableSQL, driver, open_file, open_watched
 from ..._errors import BackendError
-from ..._rate import RateItem, check_rates
+from ..._rate import RateItem, check_name, check_rates
 from ..._window import NEVER, UNSTORABLE, earliest_fit, horizon, judged_at, span, wait
 from ..clocks import AbstractClock
 from .base import ReservingBucket
@@ -40,7 +40,8 @@ class SQLiteBucket(ReservingBucket):
 
     The table holds one row per admitted item: ``cum`` (the running total of weight, the row id),
     ``ts`` (ms), ``weight`` and ``name``; it is created on first use. Every lookup is a seek on
-    the row id, so the table needs no other index.
+    the row id, so the table needs no other index. A pause (``pause_until``) is one row of the
+    file's ``pyrate_limiter_pauses`` table, keyed by the table's name, also created on first use.
 
     :param conn: a ``sqlite3.Connection`` (made with ``check_same_thread=False`` when the bucket is
         used from several threads, as a limiter's leak thread does; not with ``autocommit=False``:
@@ -76,6 +77,8 @@ class SQLiteBucket(ReservingBucket):
         self.failing_rate = None
         if not isinstance(table, str) or not table or "\0" in table:
             raise ValueError(f"table must be a non-empty str without NUL characters, got {table!r}")
+        if table.lower() == PAUSES:
+            raise ValueError(f"table cannot be {PAUSES!r}: the file keeps its buckets' pauses in that table")
         if synchronous not in (None, "OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL, EXTRA or None, got {synchronous!r}")
         self.table = table
@@ -139,9 +142,9 @@ class SQLiteBucket(ReservingBucket):
         weight, t, n = (0 if item.weight > self._unstorable else item.weight), item.timestamp, len(self._rates)
         params = (weight, *(t - stamps for _, stamps in self._rates))
         rows: Rows = self._run(_one(self._sql.usage, params), write=False)
-        row: Any = rows[0] if rows else (0, None, 0, None, None, *[None] * 3 * n)  # no rows: an empty table
-        total, _, base, trimmed, _, *rest = row
-        at, _ = earliest_fit(judged_at(t, trimmed, self._longest), weight, self._rates, total, base, rest[:n])
+        total, _, base, trimmed, _, paused, *rest = rows[0]
+        start = max(judged_at(t, trimmed, self._longest), paused)
+        at, _ = earliest_fit(start, weight, self._rates, total, base, rest[:n])
         usage = []
         for i, (rate, (_, stamps)) in enumerate(zip(self.rates, self._rates, strict=True)):
             before, first = rest[n + 2 * i], rest[n + 2 * i + 1]
@@ -158,8 +161,25 @@ class SQLiteBucket(ReservingBucket):
         return result
 
     def flush(self) -> None:
-        self._run(_one(self._sql.flush, ()), write=True)
+        self._run(self._flush_steps(), write=True)
         self.failing_rate = None
+
+    def pause_until(self, name: str, until: int) -> int:
+        """Admit nothing under ``name`` before ``until`` (ms on the items' clock) for every caller
+        sharing the backend; a later end already set stays. :return: the end now in force."""
+        check_name(name)
+        if not isinstance(until, int) or isinstance(until, bool):
+            raise TypeError(f"until must be an int (ms on the items' clock), got {until!r}")
+        if until < 0:
+            raise ValueError(f"until must be >= 0, got {until!r}")
+        result: int = self._run(self._pause_steps(until), write=True)
+        return result
+
+    def paused_until(self, name: str) -> int:
+        """When the pause on ``name`` ends (ms on the items' clock); 0 when none was set (or since flush)."""
+        check_name(name)
+        rows: Rows = self._run(_one(self._sql.paused, ()), write=False)
+        return int(rows[0][0])
 
     def count(self) -> int:
         rows: Rows = self._run(_one(self._sql.count, ()), write=False)
@@ -212,6 +232,7 @@ class SQLiteBucket(ReservingBucket):
             yield SQL["wal"], ()
             yield SQL["synchronous"].format(synchronous=self._synchronous), ()
         yield (self._sql.create_table if create else self._sql.probe), ()
+        yield self._sql.create_pauses, ()  # also beside a table of a version without pauses
         if self._db.file.path is None:  # a given connection: learn its file, if it has one
             self._db.file.learn((yield SQL["database_list"], ()))
 
@@ -220,12 +241,15 @@ class SQLiteBucket(ReservingBucket):
     ) -> Generator[Query, Rows, tuple[int, int | None, int]]:
         """The rule of ``pyrate_limiter._window``: find the earliest fit, record, trim."""
         rows = yield self._sql.state, (weight,)
-        total, last, base, trimmed, oldest, *firsts = rows[0] if rows else (0, None, 0, None, None)
+        total, last, base, trimmed, oldest, paused, *firsts = rows[0]
         # An item stamped before a trim (its process waited for the lock) is decided and recorded
         # no earlier than where its windows hold no trimmed entry: their weight is unknown.
         # Rows still due for trimming change nothing: they end every window before ``t``.
         start = judged_at(t, trimmed, self._longest)
-        at, blocking = earliest_fit(start, weight, self._rates, total, base, firsts)
+        # A pause moves only where the search starts: the item keeps its stamp and waits it out.
+        at, blocking = earliest_fit(max(start, paused), weight, self._rates, total, base, firsts)
+        if blocking is None and at > start:
+            blocking = 0  # only the pause held it back
         if not record:
             return wait(t, at), blocking, t  # from its own stamp, as in _window
         # Delays count from the decided time: the item is restamped with it (see _window).
@@ -258,6 +282,15 @@ class SQLiteBucket(ReservingBucket):
             yield self._sql.delete, (gone,)
             yield self._sql.shift, (-weight, gone)
             yield self._sql.unshift, ()
+
+    def _pause_steps(self, until: int) -> Generator[Query, Rows, int]:
+        yield self._sql.pause, (until,)
+        rows = yield self._sql.paused, ()
+        return int(rows[0][0])
+
+    def _flush_steps(self) -> Steps:
+        yield self._sql.flush, ()
+        yield self._sql.unpause, ()
 
     def _leak_steps(self, bound: int) -> Generator[Query, Rows, int]:
         rows = yield self._sql.trimmed, (bound,)
