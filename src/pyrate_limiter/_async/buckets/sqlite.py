@@ -15,7 +15,7 @@ from ..._concurrency import arun_blocking, asleep
 from ..._drivers.sqlite import PAUSES, SQL, TableSQL, async_driver, open_file, open_watched
 from ..._errors import BackendError
 from ..._rate import RateItem, check_name, check_rates
-from ..._window import NEVER, UNSTORABLE, earliest_fit, horizon, judged_at, span, wait
+from ..._window import FOREVER, NEVER, UNSTORABLE, earliest_fit, horizon, judged_at, span, wait
 from ..clocks import AsyncAbstractClock
 from .base import AsyncReservingBucket
 
@@ -167,10 +167,10 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         """Admit nothing under ``name`` before ``until`` (ms on the items' clock) for every caller
         sharing the backend; a later end already set stays. :return: the end now in force."""
         check_name(name)
-        if not isinstance(until, int) or isinstance(until, bool):
-            raise TypeError(f"until must be an int (ms on the items' clock), got {until!r}")
-        if until < 0:
-            raise ValueError(f"until must be >= 0, got {until!r}")
+        if type(until) is not int:
+            raise TypeError(f"a pause ends at a timestamp in ms (an int), got {until!r}")
+        if not 0 <= until <= FOREVER:  # a 64-bit integer in the file, as on every backend
+            raise ValueError(f"a pause ends at a timestamp from 0 to 2**62 ms, got {until}")
         result: int = await self._run(self._pause_steps(until), write=True)
         return result
 
