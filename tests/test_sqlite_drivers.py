@@ -19,7 +19,19 @@ if TYPE_CHECKING:
     from collections.abc import Generator
 
 # Statements the drivers and buckets use as they are, not per table.
-FIXED = {"begin", "commit", "rollback", "now", "wal", "synchronous", "database_list", "first_reaching", "counted_since"}
+FIXED = {
+    "begin",
+    "commit",
+    "rollback",
+    "now",
+    "wal",
+    "synchronous",
+    "busy_timeout",
+    "set_busy_timeout",
+    "database_list",
+    "first_reaching",
+    "counted_since",
+}
 
 
 def test_statements_are_the_blocks_between_markers_on_one_line_without_comments() -> None:

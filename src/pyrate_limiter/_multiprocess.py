@@ -94,10 +94,10 @@ class MultiprocessBucket(SQLiteBucket):
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopen, (type(self), self.rates, self.path, self._db.file.identity))
 
-    def _run(self, steps: Any, *, write: bool, check: bool = False) -> Any:
+    def _run(self, steps: Any, *, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
         if self._pid != os.getpid():
             self._after_fork()
-        return super()._run(steps, write=write, check=check)
+        return super()._run(steps, write=write, check=check, busy_ms=busy_ms)
 
     def _after_fork(self) -> None:
         with self._reopen_lock:

@@ -46,13 +46,15 @@ class AsyncDriver(Protocol):
     file: FileWatch
     """The file the connection has open, once known: checked every ``CHECK_EVERY`` runs."""
 
-    async def run(self, steps: Steps, *, write: bool, check: bool = False) -> Any:
+    async def run(self, steps: Steps, *, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
         """Run ``steps``, in one ``BEGIN IMMEDIATE`` transaction if ``write``, and return their result.
 
         :param check: check the file now, not only every ``CHECK_EVERY`` runs.
+        :param busy_ms: wait at most this long for another connection's lock, if shorter than
+            the connection's busy timeout (see ``Busy``).
         :raises BackendError: SQLite failed (read-only or corrupt file, disk full, busy for longer
-            than the busy timeout), or the file was deleted or replaced (from then on, every
-            run raises); the transaction was rolled back, nothing was recorded.
+            than the busy timeout or ``busy_ms``), or the file was deleted or replaced (from then
+            on, every run raises); the transaction was rolled back, nothing was recorded.
         """
 
     async def aclose(self) -> None:
@@ -194,8 +196,35 @@ class FileWatch:
         return BackendError(self._moved, recorded=False)
 
 
+class Busy:
+    """The busy timeout of one connection, shared by its drivers: how long a ``BEGIN IMMEDIATE``
+    waits for another connection's lock.
+
+    A run allowed to wait less (a decision's ``max_delay``) lowers it to that, and the first run
+    that is not sets it back. It is set only when it changes: a limiter of one ``max_delay``
+    pays for it once, not at every decision (a PRAGMA costs a tenth of one). Between runs the
+    connection keeps the one set last.
+    """
+
+    __slots__ = ("own", "set")
+
+    def __init__(self) -> None:
+        self.own: int | None = None  # the connection's own, read at the first bounded run
+        self.set: int | None = None  # the one set now (None: the connection's own, or unknown)
+
+    def wanted(self, bound: int | None) -> int | None:
+        """The timeout a run of ``bound`` needs set, or ``None`` if it is set already; ``own`` is known."""
+        assert self.own is not None
+        wanted = self.own if bound is None else min(bound, self.own)
+        return None if wanted == (self.own if self.set is None else self.set) else wanted
+
+    def lowered(self) -> int | None:
+        """The bound in force, if lower than the connection's own timeout."""
+        return self.set if self.set is not None and self.own is not None and 0 <= self.set < self.own else None
+
+
 # -- the twins: steps of one connection never interleave (a transaction belongs to the
-# -- connection, not to the bucket), so every driver on it shares one lock
+# -- connection, not to the bucket), so every driver on it shares one lock (and its Busy)
 
 
 class NativeDriver:
@@ -204,14 +233,16 @@ class NativeDriver:
     def __init__(self, conn: aiosqlite.Connection, owner: str) -> None:
         self._conn = conn
         self._owner = owner
-        self._lock: Any = _shared(_TASK_LOCKS, conn, AsyncLock)
+        self._lock, self._busy = _shared(_TASK_LOCKS, conn, AsyncLock)
         self.file = FileWatch(owner)
 
-    async def run(self, steps: Steps, *, write: bool, check: bool = False) -> Any:
-        conn = self._conn
+    async def run(self, steps: Steps, *, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
+        conn, busy = self._conn, self._busy
         try:
             async with self._lock:
                 if write:
+                    if busy_ms is not None or busy.set is not None:
+                        await self._bound_busy(busy_ms)
                     await conn.execute(SQL["begin"])
                 try:
                     # Inside the transaction: the file is checked while this run holds its lock.
@@ -231,7 +262,18 @@ class NativeDriver:
                         await ashielded(self._rollback)
                     raise
         except sqlite3.Error as error:
-            raise _failed(self._owner, error, self.file) from error
+            raise _failed(self._owner, error, self.file, busy) from error
+
+    async def _bound_busy(self, bound: int | None) -> None:
+        busy = self._busy
+        if busy.own is None:
+            cursor = await self._conn.execute(SQL["busy_timeout"])
+            busy.own = int(next(iter(await cursor.fetchall()))[0])
+        wanted = busy.wanted(bound)
+        if wanted is not None:
+            busy.set = -1  # unknown until it is done: a run cancelled here leaves the next to set it
+            await self._conn.execute(SQL["set_busy_timeout"].format(ms=wanted))
+            busy.set = None if wanted == busy.own else wanted
 
     async def _rollback(self) -> None:
         # Unconditional: a cancelled call may still be queued on the driver's thread (even the
@@ -249,15 +291,17 @@ class BlockingDriver:
     def __init__(self, conn: sqlite3.Connection, owner: str) -> None:
         self._conn = conn
         self._owner = owner
-        self._lock: Any = _shared(_THREAD_LOCKS, id(conn), Lock)
+        self._lock, self._busy = _shared(_THREAD_LOCKS, id(conn), Lock)
         self.file = FileWatch(owner)
 
-    def run(self, steps: Steps, write: bool, check: bool = False) -> Any:
+    def run(self, steps: Steps, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
         """The transaction of ``AsyncDriver.run``, in the calling thread."""
-        conn = self._conn
+        conn, busy = self._conn, self._busy
         try:
             with self._lock:
                 if write:
+                    if busy_ms is not None or busy.set is not None:
+                        self._bound_busy(busy_ms)
                     conn.execute(SQL["begin"])
                 try:
                     if self.file.due(check):  # inside the transaction, as in NativeDriver
@@ -276,7 +320,18 @@ class BlockingDriver:
                         conn.execute(SQL["rollback"])
                     raise
         except sqlite3.Error as error:
-            raise _failed(self._owner, error, self.file) from error
+            raise _failed(self._owner, error, self.file, busy) from error
+
+    def _bound_busy(self, bound: int | None) -> None:
+        """``NativeDriver._bound_busy``, in the calling thread."""
+        busy = self._busy
+        if busy.own is None:
+            busy.own = int(self._conn.execute(SQL["busy_timeout"]).fetchall()[0][0])
+        wanted = busy.wanted(bound)
+        if wanted is not None:
+            busy.set = -1
+            self._conn.execute(SQL["set_busy_timeout"].format(ms=wanted))
+            busy.set = None if wanted == busy.own else wanted
 
     def close(self) -> None:
         with self._lock:
@@ -292,8 +347,8 @@ class ThreadedDriver:
         self._blocking = BlockingDriver(conn, owner)
         self.file = self._blocking.file  # checked in the worker thread, by the blocking twin
 
-    async def run(self, steps: Steps, *, write: bool, check: bool = False) -> Any:
-        return await arun_blocking(self._blocking.run, steps, write, check)
+    async def run(self, steps: Steps, *, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
+        return await arun_blocking(self._blocking.run, steps, write, check, busy_ms)
 
     async def aclose(self) -> None:
         await arun_blocking(self._blocking.close)
@@ -358,10 +413,16 @@ class TableSQL:
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def _failed(owner: str, error: sqlite3.Error, file: FileWatch) -> BackendError:
+def _failed(owner: str, error: sqlite3.Error, file: FileWatch, busy: Busy) -> BackendError:
     # Any failure may come from a file deleted or replaced under the connection: then say so.
     # Otherwise the transaction was rolled back, or never began: nothing was recorded.
     failed = f"the SQLite backend of {owner} failed: {reason(error)}"
+    bound = busy.lowered()
+    if bound is not None and isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+        failed = (
+            f"the SQLite database of {owner} was locked by another connection for longer than the "
+            f"{bound} ms this decision may wait (its max_delay), so it was not decided: {reason(error)}"
+        )
     return file.moved() or BackendError(failed, recorded=False)
 
 
@@ -383,13 +444,13 @@ def _identity(path: str) -> tuple[int, int] | None:
 # for any later connection given that id) and dropped when we close it. An async connection's
 # lock belongs to one event loop: it goes with the connection.
 _REGISTRY_LOCK = threading.Lock()
-_THREAD_LOCKS: dict[Any, Any] = {}
-_TASK_LOCKS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_THREAD_LOCKS: dict[Any, tuple[Any, Busy]] = {}
+_TASK_LOCKS: weakref.WeakKeyDictionary[Any, tuple[Any, Busy]] = weakref.WeakKeyDictionary()
 
 
-def _shared(registry: MutableMapping[Any, Any], key: object, make: Callable[[], Any]) -> Any:
+def _shared(registry: MutableMapping[Any, tuple[Any, Busy]], key: object, make: Callable[[], Any]) -> tuple[Any, Busy]:
     with _REGISTRY_LOCK:
-        lock = registry.get(key)
-        if lock is None:
-            lock = registry[key] = make()
-        return lock
+        shared = registry.get(key)
+        if shared is None:
+            shared = registry[key] = (make(), Busy())
+        return shared

@@ -34,6 +34,14 @@ PRAGMA journal_mode=WAL
 -- name: synchronous
 PRAGMA synchronous={synchronous}
 
+-- name: busy_timeout
+-- How long the connection waits for another's lock, in ms.
+PRAGMA busy_timeout
+
+-- name: set_busy_timeout
+-- {ms}: an int the driver computed, never user text.
+PRAGMA busy_timeout={ms}
+
 -- name: database_list
 -- The file of each database of the connection: main's is the one a bucket watches.
 PRAGMA database_list

@@ -47,7 +47,10 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         each decision opens its own transaction); the async bucket also takes
         a connection of the ``sqlite`` extra's async driver, awaited natively (on an event loop
         that driver cannot run on, give it a ``sqlite3`` connection: each transaction then runs
-        in a worker thread). Never closed by the bucket.
+        in a worker thread). Never closed by the bucket. Its busy timeout bounds how long a
+        decision waits for another connection's lock, or the decision's ``max_delay`` if shorter:
+        the bucket then lowers the connection's ``PRAGMA busy_timeout`` to that, and sets it back
+        before the next decision with no shorter bound.
     :param table: the table's name, used as a quoted identifier.
     :param synchronous: the connection's ``PRAGMA synchronous``, set on first use with
         ``journal_mode=WAL``; ``NORMAL`` survives a crash of the program but may lose the last
@@ -110,7 +113,8 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
             of the user, so that they share their buckets.
         :param create_new_table: ``False`` only checks that the table exists.
         :param use_file_lock: accepted for v3 compatibility and ignored: SQLite locks the file itself.
-        :param timeout: seconds a decision waits for another process's transaction (busy timeout).
+        :param timeout: seconds a decision waits for another process's transaction (busy
+            timeout), or its ``max_delay`` if shorter.
         """
         path = default_db_path() if db_path is None else os.fspath(db_path)
         conn, opened = await arun_blocking(open_watched, path, timeout)
@@ -200,7 +204,9 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         if item.weight > self._unstorable:
             return NEVER, self.rates[0]
         steps = self._decide_steps(_name(item), item.timestamp, item.weight, max_delay, record)
-        delay, index, decided = await self._run(steps, write=record)
+        # A decision that may wait waits no longer than that for another process's lock either.
+        busy_ms = max_delay if record else None
+        delay, index, decided = await self._run(steps, write=record, busy_ms=busy_ms)
         if record:
             item.timestamp = decided  # later than its stamp when a trim overtook it
         return delay, None if index is None else self.rates[index]
@@ -218,10 +224,10 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
             await asleep(0.01 * (attempt + 1))
         self._ready = True
 
-    async def _run(self, steps: Steps, *, write: bool, check: bool = False) -> Any:
+    async def _run(self, steps: Steps, *, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
         if not self._ready:
             await self._prepare()
-        return await self._db.run(steps, write=write, check=check)
+        return await self._db.run(steps, write=write, check=check, busy_ms=busy_ms)
 
     # -- the transactions, as steps: each yields a statement and receives its rows ----------
 

@@ -48,7 +48,10 @@ class SQLiteBucket(ReservingBucket):
         each decision opens its own transaction); the async bucket also takes
         a connection of the ``sqlite`` extra's async driver, awaited natively (on an event loop
         that driver cannot run on, give it a ``sqlite3`` connection: each transaction then runs
-        in a worker thread). Never closed by the bucket.
+        in a worker thread). Never closed by the bucket. Its busy timeout bounds how long a
+        decision waits for another connection's lock, or the decision's ``max_delay`` if shorter:
+        the bucket then lowers the connection's ``PRAGMA busy_timeout`` to that, and sets it back
+        before the next decision with no shorter bound.
     :param table: the table's name, used as a quoted identifier.
     :param synchronous: the connection's ``PRAGMA synchronous``, set on first use with
         ``journal_mode=WAL``; ``NORMAL`` survives a crash of the program but may lose the last
@@ -111,7 +114,8 @@ class SQLiteBucket(ReservingBucket):
             of the user, so that they share their buckets.
         :param create_new_table: ``False`` only checks that the table exists.
         :param use_file_lock: accepted for v3 compatibility and ignored: SQLite locks the file itself.
-        :param timeout: seconds a decision waits for another process's transaction (busy timeout).
+        :param timeout: seconds a decision waits for another process's transaction (busy
+            timeout), or its ``max_delay`` if shorter.
         """
         path = default_db_path() if db_path is None else os.fspath(db_path)
         conn, opened = run_blocking(open_watched, path, timeout)
@@ -201,7 +205,9 @@ class SQLiteBucket(ReservingBucket):
         if item.weight > self._unstorable:
             return NEVER, self.rates[0]
         steps = self._decide_steps(_name(item), item.timestamp, item.weight, max_delay, record)
-        delay, index, decided = self._run(steps, write=record)
+        # A decision that may wait waits no longer than that for another process's lock either.
+        busy_ms = max_delay if record else None
+        delay, index, decided = self._run(steps, write=record, busy_ms=busy_ms)
         if record:
             item.timestamp = decided  # later than its stamp when a trim overtook it
         return delay, None if index is None else self.rates[index]
@@ -219,10 +225,10 @@ class SQLiteBucket(ReservingBucket):
             sleep(0.01 * (attempt + 1))
         self._ready = True
 
-    def _run(self, steps: Steps, *, write: bool, check: bool = False) -> Any:
+    def _run(self, steps: Steps, *, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
         if not self._ready:
             self._prepare()
-        return self._db.run(steps, write=write, check=check)
+        return self._db.run(steps, write=write, check=check, busy_ms=busy_ms)
 
     # -- the transactions, as steps: each yields a statement and receives its rows ----------
 
