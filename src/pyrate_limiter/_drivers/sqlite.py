@@ -100,7 +100,8 @@ def open_file(path: str, timeout: float = 5.0) -> sqlite3.Connection:
     # in worker threads; the driver's lock keeps its transactions apart. isolation_level=None:
     # transactions are ours (BEGIN IMMEDIATE), never the driver's implicit deferred ones.
     try:
-        return sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
+        with _OPEN_LOCK:  # never while a fork is copying SQLite's state: see _hold_every_lock
+            return sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
     except sqlite3.Error as error:
         raise BackendError(f"the SQLite backend could not open {path!r}: {reason(error)}", recorded=False) from error
 
@@ -336,8 +337,8 @@ class BlockingDriver:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-            with _REGISTRY_LOCK:
-                _THREAD_LOCKS.pop(id(self._conn), None)
+        with _REGISTRY_LOCK:  # not under the connection's lock: a fork takes them in this order
+            _THREAD_LOCKS.pop(id(self._conn), None)
 
 
 class ThreadedDriver:
@@ -454,3 +455,36 @@ def _shared(registry: MutableMapping[Any, tuple[Any, Busy]], key: object, make: 
         if shared is None:
             shared = registry[key] = (make(), Busy())
         return shared
+
+
+# fork() copies a lock held by another thread as held forever, and SQLite's own mutexes and
+# lock bookkeeping with it, taken mid-transaction: the child would hang on its first decision,
+# or see its own file locked forever. So every connection's lock is taken just before a fork,
+# and the one around opening a connection: no thread of ours is inside SQLite as it is copied.
+# They are released after it, in the parent and in the child alike. A fork thus waits for the
+# transactions under way: each is short, unless it waits for another process's lock (at most
+# its busy timeout). The async drivers' locks belong to an event loop that no child inherits.
+_OPEN_LOCK = threading.Lock()
+_FORKING: list[Any] = []
+
+
+def _hold_every_lock() -> None:
+    _OPEN_LOCK.acquire()
+    _REGISTRY_LOCK.acquire()  # first: no new connection meanwhile; none is taken under a connection's lock
+    _FORKING[:] = [lock for lock, _ in _THREAD_LOCKS.values()]
+    for lock in _FORKING:
+        lock.acquire()
+
+
+def _release_every_lock() -> None:
+    for lock in _FORKING:
+        lock.release()
+    _FORKING.clear()
+    _REGISTRY_LOCK.release()
+    _OPEN_LOCK.release()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(
+        before=_hold_every_lock, after_in_parent=_release_every_lock, after_in_child=_release_every_lock
+    )
