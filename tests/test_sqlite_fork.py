@@ -1,4 +1,5 @@
-"""fork() while other threads are inside SQLite decisions: the child decides at once, into the shared file."""
+"""fork() while other threads are inside SQLite decisions: the child decides at once, into the shared file,
+on a connection of its own where the bucket opened the file."""
 
 from __future__ import annotations
 
@@ -54,7 +55,11 @@ def test_a_child_forked_during_decisions_decides_at_once_into_the_shared_file(ki
             pid = os.fork()
             if pid == 0:  # the child: one acquire on the inherited bucket, then out
                 try:
-                    os._exit(0 if limiter.try_acquire("child") else 1)
+                    inherited = bucket.conn
+                    admitted = limiter.try_acquire("child")
+                    # A connection the bucket opened is opened afresh; a given one is the caller's.
+                    fresh = bucket.conn is not inherited
+                    os._exit(0 if admitted and fresh == (kind != "given connection") else 1)
                 except BaseException:
                     os._exit(2)
             children.append(pid)

@@ -131,6 +131,33 @@ def open_watched(path: str, timeout: float) -> tuple[sqlite3.Connection, tuple[s
     return conn, (full, after)
 
 
+def reopen_in_child(path: str, timeout: float, identity: tuple[int, int] | None) -> tuple[sqlite3.Connection, Any]:
+    """For a forked child: a fresh connection to the file its bucket had open, ``open_watched``'s pair.
+
+    Call it holding ``FORKED``, and put the inherited connection in ``INHERITED``.
+
+    :raises BackendError: the path now leads to another file than ``identity`` (or to none).
+    """
+    conn, opened = open_watched(path, timeout)
+    if opened is None or opened[1] != identity:
+        conn.close()
+        raise BackendError(
+            f"the SQLite database file {path!r} was deleted or replaced since the parent process "
+            "opened it: this forked process would not share its limit, so it refuses to use it",
+            recorded=False,
+        )
+    return conn, opened
+
+
+INHERITED: list[Any] = []
+"""Connections a forked child inherited: never used again (SQLite forbids carrying a connection
+across fork), never closed (that could disturb the parent, and drop the locks of the child's
+fresh connection to the same file), kept so that their ids stay taken."""
+
+FORKED = threading.Lock()
+"""Held while a forked child replaces an inherited connection, so that its threads do it once."""
+
+
 class FileWatch:
     """Whether the path of the file a connection has open still leads to that file.
 
@@ -469,6 +496,7 @@ _FORKING: list[Any] = []
 
 
 def _hold_every_lock() -> None:
+    FORKED.acquire()
     _OPEN_LOCK.acquire()
     _REGISTRY_LOCK.acquire()  # first: no new connection meanwhile; none is taken under a connection's lock
     _FORKING[:] = [lock for lock, _ in _THREAD_LOCKS.values()]
@@ -482,6 +510,7 @@ def _release_every_lock() -> None:
     _FORKING.clear()
     _REGISTRY_LOCK.release()
     _OPEN_LOCK.release()
+    FORKED.release()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork

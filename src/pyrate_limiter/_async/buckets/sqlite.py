@@ -12,7 +12,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..._concurrency import arun_blocking, asleep
-from ..._drivers.sqlite import PAUSES, SQL, TableSQL, async_driver, open_file, open_watched
+from ..._drivers.sqlite import (
+    FORKED,
+    INHERITED,
+    PAUSES,
+    SQL,
+    TableSQL,
+    async_driver,
+    open_file,
+    open_watched,
+    reopen_in_child,
+)
 from ..._errors import BackendError
 from ..._rate import RateItem, check_name, check_rates
 from ..._window import FOREVER, NEVER, UNSTORABLE, earliest_fit, horizon, judged_at, span, wait
@@ -85,8 +95,10 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL, EXTRA or None, got {synchronous!r}")
         self.table = table
         self.conn = conn
-        self._db = async_driver(conn, f"SQLiteBucket (table {table!r})")
+        self._db = async_driver(conn, self._owner())
         self._owns_conn = False
+        self._pid = os.getpid()
+        self._reopen: tuple[str, float] | None = None  # the file and timeout init_from_file opened
         self._ready = False
         self._synchronous = synchronous
         # Spans, not intervals: an item counts at its stamp and the interval's ms after it (see _window).
@@ -126,6 +138,7 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         bucket._owns_conn = True
         if opened is not None:
             bucket._db.file.follow(*opened)
+            bucket._reopen = (opened[0], timeout)
         try:
             await bucket._prepare(create=create_new_table)
         except BaseException:
@@ -198,6 +211,9 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         """Close the connection if ``init_from_file`` opened it; a given connection stays open."""
         if self._owns_conn:
             self._owns_conn = False
+            if self._pid != os.getpid():  # forked, never used here: the connection is the parent's
+                INHERITED.append(self.conn)
+                return
             await self._db.aclose()
 
     async def _decide(self, item: RateItem, max_delay: int | None, *, record: bool) -> tuple[int, Rate | None]:
@@ -225,9 +241,31 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         self._ready = True
 
     async def _run(self, steps: Steps, *, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
+        if self._pid != os.getpid():
+            self._leave_inherited()
         if not self._ready:
             await self._prepare()
         return await self._db.run(steps, write=write, check=check, busy_ms=busy_ms)
+
+    def _leave_inherited(self) -> None:
+        """In a forked child: open the file afresh, as SQLite asks (a connection must not cross a fork).
+
+        A given connection stays: the bucket cannot know how to open it. The connect blocks,
+        in both variants: once per child, and never across an await under ``FORKED``.
+        """
+        with FORKED:
+            if self._pid == os.getpid():
+                return
+            if self._owns_conn and self._reopen is not None:
+                path, timeout = self._reopen
+                conn, opened = reopen_in_child(path, timeout, self._db.file.identity)
+                INHERITED.append(self.conn)
+                self.conn, self._db, self._ready = conn, async_driver(conn, self._owner()), False
+                self._db.file.follow(*opened)
+            self._pid = os.getpid()
+
+    def _owner(self) -> str:
+        return f"SQLiteBucket (table {self.table!r})"
 
     # -- the transactions, as steps: each yields a statement and receives its rows ----------
 
