@@ -105,7 +105,7 @@ class MultiprocessBucket(SQLiteBucket):
                 return
             _INHERITED.append(self.conn)
             fresh = _reopen(type(self), self.rates, self.path, self._db.file.identity)
-            self.conn, self._db, self._ready = fresh.conn, fresh._db, fresh._ready
+            self.conn, self._db, self._ready, self._forks = fresh.conn, fresh._db, fresh._ready, fresh._forks
             self._owns_conn, fresh._owns_conn = True, False
             self._finalizer = None  # the file is the parent's
             self._pid = os.getpid()

@@ -17,6 +17,7 @@ from ..._drivers.sqlite import (
     INHERITED,
     PAUSES,
     SQL,
+    Forks,
     TableSQL,
     async_driver,
     open_file,
@@ -97,7 +98,7 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         self.conn = conn
         self._db = async_driver(conn, self._owner())
         self._owns_conn = False
-        self._pid = os.getpid()
+        self._forks = Forks.count  # a run in a forked child sees more
         self._reopen: tuple[str, float] | None = None  # the file and timeout init_from_file opened
         self._ready = False
         self._synchronous = synchronous
@@ -211,7 +212,7 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         """Close the connection if ``init_from_file`` opened it; a given connection stays open."""
         if self._owns_conn:
             self._owns_conn = False
-            if self._pid != os.getpid():  # forked, never used here: the connection is the parent's
+            if self._forks != Forks.count:  # forked, never used here: the connection is the parent's
                 INHERITED.append(self.conn)
                 return
             await self._db.aclose()
@@ -241,7 +242,7 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         self._ready = True
 
     async def _run(self, steps: Steps, *, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
-        if self._pid != os.getpid():
+        if self._forks != Forks.count:
             self._leave_inherited()
         if not self._ready:
             await self._prepare()
@@ -254,7 +255,7 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         in both variants: once per child, and never across an await under ``FORKED``.
         """
         with FORKED:
-            if self._pid == os.getpid():
+            if self._forks == Forks.count:
                 return
             if self._owns_conn and self._reopen is not None:
                 path, timeout = self._reopen
@@ -262,7 +263,7 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
                 INHERITED.append(self.conn)
                 self.conn, self._db, self._ready = conn, async_driver(conn, self._owner()), False
                 self._db.file.follow(*opened)
-            self._pid = os.getpid()
+            self._forks = Forks.count
 
     def _owner(self) -> str:
         return f"SQLiteBucket (table {self.table!r})"
@@ -290,7 +291,7 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         # Rows still due for trimming change nothing: they end every window before ``t``.
         start = judged_at(t, trimmed, self._longest)
         # A pause moves only where the search starts: the item keeps its stamp and waits it out.
-        at, blocking = earliest_fit(max(start, paused), weight, self._rates, total, base, firsts)
+        at, blocking = earliest_fit(paused if paused > start else start, weight, self._rates, total, base, firsts)
         if blocking is None and at > start:
             blocking = 0  # only the pause held it back
         if not record:

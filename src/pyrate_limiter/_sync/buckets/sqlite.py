@@ -18,6 +18,7 @@ from ..._drivers.sqlite import (
     INHERITED,
     PAUSES,
     SQL,
+    Forks,
     TableSQL,
     driver,
     open_file,
@@ -98,7 +99,7 @@ class SQLiteBucket(ReservingBucket):
         self.conn = conn
         self._db = driver(conn, self._owner())
         self._owns_conn = False
-        self._pid = os.getpid()
+        self._forks = Forks.count  # a run in a forked child sees more
         self._reopen: tuple[str, float] | None = None  # the file and timeout init_from_file opened
         self._ready = False
         self._synchronous = synchronous
@@ -212,7 +213,7 @@ class SQLiteBucket(ReservingBucket):
         """Close the connection if ``init_from_file`` opened it; a given connection stays open."""
         if self._owns_conn:
             self._owns_conn = False
-            if self._pid != os.getpid():  # forked, never used here: the connection is the parent's
+            if self._forks != Forks.count:  # forked, never used here: the connection is the parent's
                 INHERITED.append(self.conn)
                 return
             self._db.close()
@@ -242,7 +243,7 @@ class SQLiteBucket(ReservingBucket):
         self._ready = True
 
     def _run(self, steps: Steps, *, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
-        if self._pid != os.getpid():
+        if self._forks != Forks.count:
             self._leave_inherited()
         if not self._ready:
             self._prepare()
@@ -255,7 +256,7 @@ class SQLiteBucket(ReservingBucket):
         in both variants: once per child, and never across an await under ``FORKED``.
         """
         with FORKED:
-            if self._pid == os.getpid():
+            if self._forks == Forks.count:
                 return
             if self._owns_conn and self._reopen is not None:
                 path, timeout = self._reopen
@@ -263,7 +264,7 @@ class SQLiteBucket(ReservingBucket):
                 INHERITED.append(self.conn)
                 self.conn, self._db, self._ready = conn, driver(conn, self._owner()), False
                 self._db.file.follow(*opened)
-            self._pid = os.getpid()
+            self._forks = Forks.count
 
     def _owner(self) -> str:
         return f"SQLiteBucket (table {self.table!r})"
@@ -291,7 +292,7 @@ class SQLiteBucket(ReservingBucket):
         # Rows still due for trimming change nothing: they end every window before ``t``.
         start = judged_at(t, trimmed, self._longest)
         # A pause moves only where the search starts: the item keeps its stamp and waits it out.
-        at, blocking = earliest_fit(max(start, paused), weight, self._rates, total, base, firsts)
+        at, blocking = earliest_fit(paused if paused > start else start, weight, self._rates, total, base, firsts)
         if blocking is None and at > start:
             blocking = 0  # only the pause held it back
         if not record:
