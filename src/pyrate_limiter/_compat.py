@@ -197,6 +197,12 @@ class _FollowingLimiter(Limiter):
         except _Deferred as deferred:
             raise _not_v3(deferred, "pause_until()") from None
 
+    def paused_until(self, name: str) -> int:
+        try:
+            return super().paused_until(name)
+        except _Deferred as deferred:
+            raise _not_v3(deferred, "paused_until()") from None
+
     def state(self, name: str, weight: int = 1) -> Any:
         try:
             return super().state(name, weight)

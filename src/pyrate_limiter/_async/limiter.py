@@ -268,6 +268,12 @@ class AsyncLimiter:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.bucket_factory.__aexit__(*exc_info)
 
+    async def paused_until(self, name: str) -> int:
+        """When the pause on ``name`` ends (ms on the limiter's clock); 0, or a time past, when none holds."""
+        check_name(name)
+        _, bucket = await self._route(name, 0)
+        return await bucket.paused_until(name)
+
     async def _pause(self, bucket: AsyncAbstractBucket, name: str, until: int) -> int:
         end = await bucket.pause_until(name, until)
         self.bucket_factory._keep_until(name, end)

@@ -269,6 +269,12 @@ class Limiter:
     def __exit__(self, *exc_info: object) -> None:
         self.bucket_factory.__exit__(*exc_info)
 
+    def paused_until(self, name: str) -> int:
+        """When the pause on ``name`` ends (ms on the limiter's clock); 0, or a time past, when none holds."""
+        check_name(name)
+        _, bucket = self._route(name, 0)
+        return bucket.paused_until(name)
+
     def _pause(self, bucket: AbstractBucket, name: str, until: int) -> int:
         end = bucket.pause_until(name, until)
         self.bucket_factory._keep_until(name, end)
