@@ -92,7 +92,7 @@ def specs(quick: bool) -> list[Spec]:
         labels = [f"reserve()+cancel(), memory {mode}", f"reserve()+cancel(): units left, {mode}"]
         rows.append(s("reserve", {**mem, "mode": mode}, labels, [None, ("max", 0)], upstream=False, rounds=3))
     names = PER_KEY_NAMES // 10 if quick else PER_KEY_NAMES
-    labels = [f"per_key, {names:,} names: RSS peak", f"per_key, {names:,} names: RSS after leak"]
+    labels = [f"per_key, {names:,} names: RSS peak", f"per_key, {names:,} names: RSS after leak+trim"]
     freed: list[Target | None] = [None, ("max", 5)]  # MiB after the leak, over the fresh worker's
     rows.append(s("per_key_memory", {"n": names}, labels, freed, floored=False, upstream=False, rounds=1, fresh=True))
     for weight in (1, 100):

@@ -91,7 +91,7 @@ class RateItem:
 
 # Names already found good: checking one again is a set lookup. Cleared when full, never stale.
 VALID_NAMES: set[str] = set()
-_VALID_NAMES_MAX = 1 << 16
+_VALID_NAMES_MAX = 1 << 14
 
 
 def check_pause(name: Any, until: Any) -> None:

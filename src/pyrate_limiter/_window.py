@@ -137,14 +137,17 @@ class SlidingLog:
         "_ts",
     )
 
-    def __init__(self, rates: list[Rate]) -> None:
+    def __init__(self, rates: list[Rate], *, guarded: bool = False) -> None:
+        """:param guarded: every call is made under its owner's lock, which the owner registers
+        with ``hold_at_fork`` (the keyed bucket: a million logs then cost the fork registry nothing)."""
         self._rates = [(rate.limit, span(rate.interval), rate) for rate in rates]
         self._longest = max(span(rate.interval) for rate in rates)  # a span, like every length here
         self._room = min(rate.limit for rate in rates)  # below this much weight, every rate has room
         # threading.Lock in both variants: no await happens while it is held, and the sync
         # twin is used from caller threads and the factory's leak thread at once.
         self._lock = threading.Lock()
-        _LOGS.add(self)  # so that fork() never copies it mid-decision: see _hold_every_lock
+        if not guarded:
+            hold_at_fork(self)
         self._ts = array(_INT64)
         self._cum = array(_INT64)
         self._names: list[Any] = []
@@ -351,8 +354,13 @@ class SlidingLog:
 # changed: the child would hang, or decide from a broken log. Every log's lock is taken just
 # before a fork (each is held only for a decision, never across I/O or a wait) and released
 # after it, in the parent and in the child alike.
-_LOGS: weakref.WeakSet[SlidingLog] = weakref.WeakSet()
-_FORKING: list[SlidingLog] = []
+_LOGS: weakref.WeakSet[Any] = weakref.WeakSet()
+_FORKING: list[Any] = []
+
+
+def hold_at_fork(owner: Any) -> None:
+    """Take ``owner._lock`` (a ``threading.Lock`` never held across I/O or a wait) around every fork."""
+    _LOGS.add(owner)
 
 
 def _hold_every_lock() -> None:

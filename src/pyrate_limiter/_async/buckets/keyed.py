@@ -7,7 +7,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ..._rate import Rate, RateItem, check_pause, check_rates
-from ..._window import SlidingLog
+from ..._window import SlidingLog, hold_at_fork
 from .base import AsyncReservingBucket
 
 if TYPE_CHECKING:
@@ -42,7 +42,9 @@ class AsyncKeyedBucket(AsyncReservingBucket):
             self.rates = shared
         self.failing_rate = None
         self._logs: dict[Any, SlidingLog] = {}
+        self._most = 0  # the most logs held since the dict was last rebuilt
         self._lock = threading.Lock()  # both variants: no await happens while it is held
+        hold_at_fork(self)  # its logs are only used under this lock: fork takes it, not theirs
 
     async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
         with self._lock:
@@ -95,6 +97,11 @@ class AsyncKeyedBucket(AsyncReservingBucket):
                     # Empty and unpaused, its floor behind current_timestamp: a fresh log decides alike.
                     if log.count() == 0 and log.paused() <= current_timestamp:
                         del self._logs[name]
+        with self._lock:
+            # A dict never shrinks as keys go: once most have gone, copy what is left.
+            self._most = max(self._most, len(names))
+            if self._most > _SWEEP_CHUNK and len(self._logs) < self._most // 4:
+                self._logs, self._most = dict(self._logs), len(self._logs)
         return leaked
 
     async def flush(self) -> None:
@@ -134,4 +141,4 @@ class AsyncKeyedBucket(AsyncReservingBucket):
         return len(self._logs)
 
     def _new_log(self, name: Any) -> SlidingLog:
-        return SlidingLog(check_rates(self.rates_for(name)))
+        return SlidingLog(check_rates(self.rates_for(name)), guarded=True)
