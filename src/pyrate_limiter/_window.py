@@ -132,6 +132,7 @@ class SlidingLog:
         "_rates",
         "_room",
         "_roomy",
+        "_seen",
         "_total",
         "_trim_at",
         "_ts",
@@ -162,6 +163,8 @@ class SlidingLog:
         # (weight, earliest fit, rate) of the last refusal: valid until the log changes, it spares
         # a full bucket's stream of refusals the search.
         self._blocked: tuple[int, int, Rate] | None = None
+        # (t, weight, total, answer) of the last state(): asked again in the same ms of an unchanged log.
+        self._seen: tuple[int, int, int, tuple[int, list[tuple[Rate, int, int]]]] | None = None
 
     def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
         """Record ``item`` at the earliest time it fits, if that is within ``max_delay``.
@@ -229,6 +232,9 @@ class SlidingLog:
         oldest of them frees its room at its stamp plus the span.
         """
         with self._lock:
+            seen = self._seen
+            if seen is not None and seen[0] == t and seen[1] == weight and seen[2] == self._total:
+                return seen[3]  # an append changes the total; any other change clears _seen
             at, _ = self._earliest(max(t, self._floor, self._paused), weight)
             ts, cum, head = self._ts, self._cum, self._head
             usage = []
@@ -238,7 +244,9 @@ class SlidingLog:
                 used = self._total - before
                 # The oldest unit counted: the first entry past ``before`` (one of weight 0 holds none).
                 usage.append((rate, used, ts[bisect_right(cum, before, i)] + stamps - t if used else 0))
-            return (NEVER if at == NEVER else at - t), usage
+            answer = (NEVER if at == NEVER else at - t), usage
+            self._seen = (t, weight, self._total, answer)
+            return answer
 
     def pause(self, until: int) -> int:
         """Admit nothing before ``until``; a later end already set stays. Returns the end in force."""
@@ -338,7 +346,7 @@ class SlidingLog:
 
     def _refresh(self) -> None:
         """Re-read the cached ends of the log after a change other than an append."""
-        self._blocked = None
+        self._blocked = self._seen = None
         self._roomy = -1 if self._paused != _NO_PAUSE else self._base + self._room  # a pause: no fast path
         if len(self._ts) > self._head:
             self._total = self._cum[-1]

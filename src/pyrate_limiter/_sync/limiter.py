@@ -180,11 +180,17 @@ class Limiter:
         """Where ``name`` stands, spending and reserving nothing: when an item of ``weight`` would
         fit (``retry_after_ms``: 0 now, ``None`` never) and each rate's ``used``, ``remaining`` and
         ``reset_ms``, read in one atomic step; ``try_acquire`` at that instant decides the same."""
-        check_name(name)
+        try:
+            known = name in VALID_NAMES  # one set lookup for a name seen before, as in try_acquire
+        except TypeError:
+            known = False
+        if not known:
+            check_name(name)
         if type(weight) is not int or weight < 0:
             raise (TypeError if type(weight) is not int else ValueError)(f"weight must be an int >= 0, got {weight!r}")
         item, bucket = self._route(name, weight)
-        return limit_state(*bucket.state(item))
+        wait, usage = bucket.state(item)
+        return limit_state(wait, usage)
 
     def acquire(self, name: str, weight: int = 1, max_delay: float | None = _LIMITER_DEFAULT) -> Admission:
         """``async with limiter.acquire(name, weight):`` runs the block once admitted (see ``AsyncAdmission``)."""
