@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .conftest import CreateBucket
 
 # The bucket kinds that keep a pause natively so far; each backend adds itself as it does.
-PAUSING = ["custom_list", "in_memory"]
+PAUSING = ["custom_list", "in_memory", "redis", "redis_cluster"]
 
 
 @pytest.fixture(params=PAUSING)
@@ -50,6 +50,7 @@ def create_bucket(request: pytest.FixtureRequest) -> Iterator[CreateBucket]:
 def create_atomic_bucket(request: pytest.FixtureRequest) -> Iterator[CreateBucket]:
     for create in _creating(request.param, request):
         yield create
+
 
 I = 1000  # noqa: E741 - the interval, named as in the rule
 RATES = [Rate(3, I), Rate(5, 5 * I)]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._batching import AsyncBatcher
 from ..._drivers.redis import OPS, SERVER_CLOCK, async_driver, call_keys, request, rule, state_key
-from ..._rate import RateItem, check_name, check_rates
+from ..._rate import RateItem, check_name, check_pause, check_rates
 from ..._window import NEVER, UNSTORABLE, span
 from .base import AsyncReservingBucket
 
@@ -110,12 +110,9 @@ class AsyncRedisBucket(AsyncReservingBucket):
         One pause for the whole bucket, kept in its state (so every decision reads it in the same
         call) until ``until``, whatever the keys' idle expiry; ``flush`` and ``DEL bucket_key``
         forget it. With ``server_time``, ``until`` is on the Redis server's clock, as every decision is.
+        The script computes in doubles: an end past 2**53 ms (some 285 000 years) is kept rounded.
         """
-        check_name(name)
-        if not isinstance(until, int) or isinstance(until, bool):
-            raise TypeError(f"until must be an int (ms on the items' clock), got {until!r}")
-        if not 0 <= until <= UNSTORABLE:
-            raise ValueError(f"until must be from 0 to 2**53 ms, got {until!r}")
+        check_pause(name, until)
         # The time tells the script how long to keep the keys: the server's, or 0 (not known here).
         return int(await self._run("pause_until", SERVER_CLOCK if self.server_time else 0, 0, until))
 
