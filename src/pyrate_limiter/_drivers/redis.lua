@@ -390,7 +390,7 @@ elseif op == 'U' then  -- pause until extra: the latest end set stays
   if extra <= pause then return pause end
   pause = extra
   -- The keys must outlive the pause: kept from a time the clients' clock has surely passed, so
-  -- rather too long than too short; the next decision that records sets them from its own time.
+  -- rather too long than too short; a decision that renews them later does so from its own time.
   local keep = math.max(pause - math.max(t, seen), 0) + longest + 1000
   if oldest == NONE then
     if saved then keep = math.max(keep, redis.call('PTTL', state_key)) end
