@@ -124,6 +124,7 @@ class SlidingLog:
         "_cum",
         "_floor",
         "_head",
+        "_holding",
         "_lock",
         "_longest",
         "_names",
@@ -159,7 +160,8 @@ class SlidingLog:
         self._roomy = self._room  # up to this total, every rate has room: base + room
         self._newest = _EMPTY  # timestamp of the newest entry; an empty log takes the slow path
         self._trim_at = _NEVER_TRIM  # the oldest entry's timestamp + longest
-        self._paused = _NO_PAUSE  # nothing is admitted before this; while it may still hold, _roomy is -1
+        self._paused = _NO_PAUSE  # nothing is admitted before this: the latest end set, kept until flush
+        self._holding = False  # a pause may still hold: _roomy is -1, so no item takes the fast path
         # (weight, earliest fit, rate) of the last refusal: valid until the log changes, it spares
         # a full bucket's stream of refusals the search.
         self._blocked: tuple[int, int, Rate] | None = None
@@ -199,8 +201,8 @@ class SlidingLog:
             if blocked is not None and blocked[0] == weight and t < blocked[1]:
                 at, rate = blocked[1], blocked[2]  # refused as last time: the log has not changed
             else:
-                if self._paused != _NO_PAUSE and t >= self._paused:  # over: the fast path is back
-                    self._paused = _NO_PAUSE
+                if self._holding and t >= self._paused:  # over: the fast path is back
+                    self._holding = False
                     self._refresh()
                 at, rate = self._earliest(max(t, self._paused), weight)
                 if at == t:  # fits, behind the newest entry or into an empty log
@@ -252,12 +254,12 @@ class SlidingLog:
         """Admit nothing before ``until``; a later end already set stays. Returns the end in force."""
         with self._lock:
             if until > self._paused:
-                self._paused = until
+                self._paused, self._holding = until, True
                 self._refresh()
             return self._paused
 
     def paused(self) -> int:
-        """The end of the pause in force; 0 when none holds (never set, over, or flushed)."""
+        """The end of the latest pause (past or to come); 0 when none was set since the log was made or flushed."""
         return max(0, self._paused)
 
     def release(self, name: Any, at: int, weight: int) -> bool:
@@ -300,7 +302,7 @@ class SlidingLog:
         with self._lock:
             del self._ts[:], self._cum[:], self._names[:]
             self._head = self._base = 0
-            self._floor, self._paused = _NO_FLOOR, _NO_PAUSE
+            self._floor, self._paused, self._holding = _NO_FLOOR, _NO_PAUSE, False
             self._refresh()
 
     # -- helpers, called with the lock held --------------------------------------------------
@@ -347,7 +349,7 @@ class SlidingLog:
     def _refresh(self) -> None:
         """Re-read the cached ends of the log after a change other than an append."""
         self._blocked = self._seen = None
-        self._roomy = -1 if self._paused != _NO_PAUSE else self._base + self._room  # a pause: no fast path
+        self._roomy = -1 if self._holding else self._base + self._room  # a pause: no fast path
         if len(self._ts) > self._head:
             self._total = self._cum[-1]
             self._newest = self._ts[-1]

@@ -200,8 +200,8 @@ class Limiter:
         placed = self._place(name, weight, max_delay, raising)
         if placed is None:
             return None
-        item, bucket, delay, _ = placed
-        if self._watching:
+        item, bucket, delay, _, decided = placed
+        if decided and self._watching:
             self._admitted(item, delay)
         return Reservation(bucket, item, delay)
 
@@ -209,17 +209,18 @@ class Limiter:
         """What ``acquire`` enters with: ``try_acquire``'s wait, raising on refusal, and the place it got."""
         placed = self._place(name, weight, max_delay, True)
         assert placed is not None  # raising: a refusal raised
-        item, bucket, delay, max_delay = placed
+        item, bucket, delay, max_delay, decided = placed
         if delay:
             self._wait_for(bucket, item, delay, max_delay, True)
-        elif self._watching:
+        elif decided and self._watching:
             self._admitted(item, 0)
         return Reservation(bucket, item, delay)
 
     def _place(
         self, name: str, weight: int, max_delay: Any, raising: bool
-    ) -> tuple[RateItem, AbstractBucket, int, int | None] | None:
-        """Reserve a place: ``(item, bucket, delay, max_delay)``; ``None`` when refused and not ``raising``."""
+    ) -> tuple[RateItem, AbstractBucket, int, int | None, bool] | None:
+        """Reserve a place: ``(item, bucket, delay, max_delay, decided)``, ``decided`` false when
+        admitted by ``on_backend_error`` alone; ``None`` when refused and not ``raising``."""
         # try_acquire's first steps, written out there too: its hot path spends no call on sharing them.
         check_name(name)
         if type(weight) is not int:
@@ -232,9 +233,9 @@ class Limiter:
             delay, rate = bucket.reserve(item, max_delay)
         except BackendError as error:
             # Admitted by the policy: a place of no delay, recorded nowhere, so nothing to give back.
-            return (item, bucket, 0, max_delay) if self._failed(item, bucket, error, raising) else None
+            return (item, bucket, 0, max_delay, False) if self._failed(item, bucket, error, raising) else None
         if rate is None:
-            return item, bucket, delay, max_delay
+            return item, bucket, delay, max_delay, True
         self._refused(item, rate, delay)
         if not raising:
             return None
