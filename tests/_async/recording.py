@@ -75,6 +75,12 @@ class RecordingBucket(AsyncAbstractBucket):
     async def waiting(self, item: RateItem) -> int:
         return await self.inner.waiting(item)
 
+    async def pause_until(self, name: str, until: int) -> int:
+        return await self.inner.pause_until(name, until)
+
+    async def paused_until(self, name: str) -> int:
+        return await self.inner.paused_until(name)
+
     async def aclose(self) -> None:
         await self.inner.aclose()
 

@@ -17,6 +17,7 @@ from pyrate_limiter import (
     BackendError,
     BucketFullException,
     Duration,
+    LimiterHooks,
     Rate,
     RateItem,
 )
@@ -128,15 +129,26 @@ async def test_weight_costs_no_extra_commands(client: Any, admin: redis.Redis) -
     assert await heavy.count() == 200_001
 
 
-async def test_a_delayed_acquire_is_one_round_trip(client: Any, admin: redis.Redis) -> None:
+class CountingWaits(LimiterHooks):
+    def __init__(self) -> None:
+        self.waits = 0
+
+    def waiting(self, name: str, weight: int, delay_ms: int) -> None:
+        self.waits += 1
+
+
+async def test_a_delayed_acquire_is_one_round_trip_and_one_more_as_it_wakes(client: Any, admin: redis.Redis) -> None:
     bucket = AsyncRedisBucket([Rate(2, 50)], client, new_key())
-    limiter = AsyncLimiter(bucket, max_delay=1000)
+    waits = CountingWaits()
+    limiter = AsyncLimiter(bucket, max_delay=1000, hooks=[waits])
     assert await bucket.count() == 0  # connects outside the count
     await arun_blocking(admin.config_resetstat)
     for _ in range(6):
         assert await limiter.try_acquire("k")
     calls = await command_calls(admin)
-    assert calls["cmdstat_evalsha"] == 6
+    assert waits.waits >= 2
+    # A waiter that wakes reads the pause (one set while it slept moves it behind): paused_until.
+    assert calls["cmdstat_evalsha"] == 6 + waits.waits
     assert set(calls) <= {"cmdstat_evalsha", *(f"cmdstat_{c}" for c in _SCRIPT_COMMANDS)}
 
 

@@ -76,6 +76,12 @@ class RecordingBucket(AbstractBucket):
     def waiting(self, item: RateItem) -> int:
         return self.inner.waiting(item)
 
+    def pause_until(self, name: str, until: int) -> int:
+        return self.inner.pause_until(name, until)
+
+    def paused_until(self, name: str) -> int:
+        return self.inner.paused_until(name)
+
     def close(self) -> None:
         self.inner.close()
 

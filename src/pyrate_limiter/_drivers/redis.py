@@ -164,7 +164,17 @@ class ThreadedDriver:
 # -- what the script reads (see redis.lua's header) ---------------------------------------------
 
 # The script's op letters, and a request's time when the server's clock decides.
-OPS = {"reserve": b"R", "waiting": b"W", "state": b"S", "release": b"X", "leak": b"L", "count": b"C", "peek": b"P"}
+OPS = {
+    "reserve": b"R",
+    "waiting": b"W",
+    "state": b"S",
+    "release": b"X",
+    "leak": b"L",
+    "count": b"C",
+    "peek": b"P",
+    "pause_until": b"U",
+    "paused_until": b"Q",
+}
 SERVER_CLOCK = float("nan")
 _NUMBERS = struct.Struct("<dddI")
 

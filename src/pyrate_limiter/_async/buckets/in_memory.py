@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..._rate import RateItem, check_rates
+from ..._rate import RateItem, check_pause, check_rates
 from ..._window import SlidingLog
 from .base import AsyncReservingBucket
 
@@ -26,6 +26,13 @@ class AsyncInMemoryBucket(AsyncReservingBucket):
 
     async def release(self, item: RateItem) -> None:
         self._log.release(item.name, item.timestamp, item.weight)
+
+    async def pause_until(self, name: str, until: int) -> int:
+        check_pause(name, until)
+        return self._log.pause(until)
+
+    async def paused_until(self, name: str) -> int:
+        return self._log.paused()
 
     async def waiting(self, item: RateItem) -> int:
         return self._log.waiting(item.timestamp, item.weight)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..._rate import RateItem, check_rates
+from ..._rate import RateItem, check_pause, check_rates
 from ..._window import SlidingLog
 from .base import ReservingBucket
 
@@ -27,6 +27,13 @@ class InMemoryBucket(ReservingBucket):
 
     def release(self, item: RateItem) -> None:
         self._log.release(item.name, item.timestamp, item.weight)
+
+    def pause_until(self, name: str, until: int) -> int:
+        check_pause(name, until)
+        return self._log.pause(until)
+
+    def paused_until(self, name: str) -> int:
+        return self._log.paused()
 
     def waiting(self, item: RateItem) -> int:
         return self._log.waiting(item.timestamp, item.weight)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..._batching import Batcher
 from ..._drivers.redis import OPS, SERVER_CLOCK, driver, call_keys, request, rule, state_key
-from ..._rate import RateItem, check_rates
+from ..._rate import RateItem, check_name, check_pause, check_rates
 from ..._window import NEVER, UNSTORABLE, span
 from .base import ReservingBucket
 
@@ -103,6 +103,24 @@ class RedisBucket(ReservingBucket):
     def release(self, item: RateItem) -> None:
         args = [OPS["release"] + request(item.timestamp, item.weight, -1, item.name) + self._rule]
         self._script((*self._keys, self._call_key()), args)
+
+    def pause_until(self, name: str, until: int) -> int:
+        """Admit nothing under ``name`` before ``until`` (ms on the items' clock) for every caller
+        sharing the backend; a later end already set stays. :return: the end now in force.
+
+        One pause for the whole bucket, kept in its state (so every decision reads it in the same
+        call) until ``until``, whatever the keys' idle expiry; ``flush`` and ``DEL bucket_key``
+        forget it. With ``server_time``, ``until`` is on the Redis server's clock, as every decision is.
+        The script computes in doubles: an end past 2**53 ms (some 285 000 years) is kept rounded.
+        """
+        check_pause(name, until)
+        # The time tells the script how long to keep the keys: the server's, or 0 (not known here).
+        return int(self._run("pause_until", SERVER_CLOCK if self.server_time else 0, 0, until))
+
+    def paused_until(self, name: str) -> int:
+        """When the pause on ``name`` ends (ms on the items' clock); 0 when none was set (or since flush)."""
+        check_name(name)
+        return int(self._run("paused_until", 0))
 
     def leak(self, current_timestamp: int) -> int:
         """Trim what cannot count at ``current_timestamp`` (with ``server_time``: at the server's clock)."""
