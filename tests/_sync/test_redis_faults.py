@@ -134,6 +134,26 @@ def quiet_bucket(redis_url: str, native_async_driver: bool) -> RedisBucket:
     return made
 
 
+def test_killed_connections_are_replaced_and_nothing_is_lost_or_doubled(
+    redis_url: str, native_async_driver: bool, admin: redis.Redis
+) -> None:
+    # redis-py's own retries (the default client): a call on a connection the server closed is sent
+    # again on a new one, and the call key makes sure that a resent call is recorded once.
+    client = redis_client(redis_url, native_async_driver)
+    bucket = RedisBucket(RATES, client, f"faults-{uuid.uuid4().hex}")
+    assert bucket.put(RateItem("warm", T0))
+    try:
+        admitted = 0
+        for _ in range(5):
+            admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            admitted += bucket.put(RateItem("k", T0))  # the same bucket: a new connection
+        assert admitted == 5
+        assert bucket.count() == 1 + 5
+    finally:
+        bucket.flush()
+        resolve(close_client(bucket.redis))
+
+
 def test_a_flushed_script_is_loaded_again_without_the_caller_noticing(
     redis_url: str, native_async_driver: bool, admin: redis.Redis
 ) -> None:

@@ -86,18 +86,30 @@ class NativeDriver:
         self._client = client
         self._owner = owner
         self._no_script, self._failures = _exceptions()
+        from redis.exceptions import ConnectionError as Closed
+
+        self._closed = Closed
 
     async def script(self, keys: Keys, args: list[bytes]) -> Any:
+        try:
+            try:
+                return await self._send(keys, args)
+            except self._closed:
+                # The async client sends on a pooled connection the server may have closed meanwhile
+                # (its idle timeout, CLIENT KILL), where the sync one checks first: once more, on a
+                # new one. Safe to send twice: a call that records carries its call key.
+                return await self._send(keys, args)
+        except self._failures as error:
+            raise _failed(self._owner, error) from error
+
+    async def _send(self, keys: Keys, args: list[bytes]) -> Any:
         # execute_command: evalsha() is two more Python calls on the way to it, on every acquire.
         # Looked up on every call, never bound once: tools that count or trace commands replace it.
         execute: Any = self._client.execute_command  # typed in some client classes, not in others
         try:
-            try:
-                return await execute("EVALSHA", _SHA, len(keys), *keys, *args)
-            except self._no_script:
-                return await self._client.eval(SCRIPT, len(keys), *keys, *args)
-        except self._failures as error:
-            raise _failed(self._owner, error) from error
+            return await execute("EVALSHA", _SHA, len(keys), *keys, *args)
+        except self._no_script:
+            return await self._client.eval(SCRIPT, len(keys), *keys, *args)
 
     async def load(self) -> None:
         try:
