@@ -25,8 +25,8 @@ from ..._drivers.sqlite import (
     reopen_in_child,
 )
 from ..._errors import BackendError
-from ..._rate import RateItem, check_name, check_rates
-from ..._window import FOREVER, NEVER, UNSTORABLE, earliest_fit, horizon, judged_at, span, wait
+from ..._rate import RateItem, check_name, check_pause, check_rates
+from ..._window import NEVER, UNSTORABLE, earliest_fit, horizon, judged_at, span, wait
 from ..clocks import AsyncAbstractClock
 from .base import AsyncReservingBucket
 
@@ -184,11 +184,7 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
     async def pause_until(self, name: str, until: int) -> int:
         """Admit nothing under ``name`` before ``until`` (ms on the items' clock) for every caller
         sharing the backend; a later end already set stays. :return: the end now in force."""
-        check_name(name)
-        if type(until) is not int:
-            raise TypeError(f"a pause ends at a timestamp in ms (an int), got {until!r}")
-        if not 0 <= until <= FOREVER:  # a 64-bit integer in the file, as on every backend
-            raise ValueError(f"a pause ends at a timestamp from 0 to 2**62 ms, got {until}")
+        check_pause(name, until)
         result: int = await self._run(self._pause_steps(until), write=True)
         return result
 
