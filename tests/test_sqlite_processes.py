@@ -19,7 +19,7 @@ import anyio.from_thread
 import pytest
 
 from pyrate_limiter import AsyncSQLiteBucket, BackendError, Duration, Rate, RateItem, SQLiteBucket
-from pyrate_limiter._drivers.sqlite import CHECK_EVERY
+from pyrate_limiter._drivers.sqlite_file import CHECK_EVERY
 from tests.windows import assert_windows_hold
 
 if TYPE_CHECKING:

@@ -13,18 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..._concurrency import run_blocking, sleep
-from ..._drivers.sqlite import (
-    FORKED,
-    INHERITED,
-    PAUSES,
-    SQL,
-    Forks,
-    TableSQL,
-    driver,
-    open_file,
-    open_watched,
-    reopen_in_child,
-)
+from ..._drivers.sqlite import PAUSES, SQL, TableSQL, driver
+from ..._drivers.sqlite_file import FORKED, INHERITED, Forks, open_file, open_watched, reopen_in_child
 from ..._errors import BackendError
 from ..._rate import RateItem, check_name, check_pause, check_rates
 from ..._window import NEVER, UNSTORABLE, earliest_fit, horizon, judged_at, span, wait
