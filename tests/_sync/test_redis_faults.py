@@ -145,7 +145,7 @@ def test_killed_connections_are_replaced_and_nothing_is_lost_or_doubled(
     try:
         admitted = 0
         for _ in range(5):
-            admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            admin.client_kill_filter(_type="normal", skipme=True)
             admitted += bucket.put(RateItem("k", T0))  # the same bucket: a new connection
         assert admitted == 5
         assert bucket.count() == 1 + 5
@@ -173,7 +173,10 @@ def test_a_server_out_of_memory_refuses_clearly_records_nothing_and_recovers(
     redis_url: str, native_async_driver: bool, admin: redis.Redis
 ) -> None:
     bucket = quiet_bucket(redis_url, native_async_driver)
-    limit, policy = admin.config_get("maxmemory")["maxmemory"], admin.config_get("maxmemory-policy")
+    limit, policy = (
+        str(admin.config_get("maxmemory")["maxmemory"]),
+        str(admin.config_get("maxmemory-policy")["maxmemory-policy"]),
+    )
     try:
         admin.config_set("maxmemory-policy", "noeviction")
         admin.config_set("maxmemory", 1)  # below what the server uses already: every write is refused
@@ -182,7 +185,7 @@ def test_a_server_out_of_memory_refuses_clearly_records_nothing_and_recovers(
         assert failed.value.recorded is False
     finally:
         admin.config_set("maxmemory", limit)
-        admin.config_set("maxmemory-policy", policy["maxmemory-policy"])
+        admin.config_set("maxmemory-policy", policy)
     try:
         assert bucket.put(RateItem("k", T0, weight=3))
         assert bucket.count() == 1 + 3  # nothing of the refused call
