@@ -31,6 +31,7 @@ FIXED = {
     "database_list",
     "first_reaching",
     "counted_since",
+    "before_at",
 }
 
 
@@ -54,6 +55,7 @@ def test_the_sqlite_file_holds_each_statement_the_bucket_uses_and_no_other() -> 
     assert table.flush == 'DELETE FROM "odd ""name"" {table}"'
     assert "n.cum + ?1 - 3 ORDER BY" in table.state
     assert "n.cum + ?1 - 7 ORDER BY" in table.state
+    assert table.befores.count("WHERE ts <= ?") == 2  # one per rate: ?1, ?2
 
 
 def select_thread() -> Generator[tuple[str, tuple[()]], list[Any], int]:

@@ -35,7 +35,7 @@ def pause_shared(bucket: MultiprocessBucket, until: int) -> int:
 
 def decide_shared(bucket: MultiprocessBucket, stamp: int) -> tuple[int, int]:
     """In a child process: how the bucket it was handed decides an item stamped ``stamp``."""
-    delay, _ = bucket.reserve(RateItem("k", stamp), None)
+    delay = bucket.reserve(RateItem("k", stamp), None)[0]
     return delay, bucket.paused_until("k")
 
 
@@ -48,7 +48,7 @@ def test_a_pause_set_in_another_process_holds_back_this_one_on_a_file(start_meth
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(start_method)) as pool:
             assert pool.submit(pause_in_a_file, path, P).result(timeout=60) == P
             assert pool.submit(pause_in_a_file, path, P - 1000).result(timeout=60) == P
-        assert bucket.reserve(RateItem("k", T0 + 1), None) == (P - T0 - 1, RATES[0])
+        assert bucket.reserve(RateItem("k", T0 + 1), None) == (P - T0 - 1, RATES[0], (2,))  # paused, with room
         assert bucket.reserve(RateItem("k", T0 + 1), P - T0) == (P - T0 - 1, None)
         assert bucket.paused_until("k") == P
     finally:
@@ -62,7 +62,7 @@ def test_a_multiprocess_bucket_shares_its_pause_both_ways(start_method: str) -> 
         assert bucket.put(RateItem("k", T0))
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context(start_method)) as pool:
             assert pool.submit(pause_shared, bucket, P).result(timeout=60) == P
-            assert bucket.reserve(RateItem("k", T0 + 1), None) == (P - T0 - 1, RATES[0])
+            assert bucket.reserve(RateItem("k", T0 + 1), None) == (P - T0 - 1, RATES[0], (2,))  # paused, with room
             assert bucket.pause_until("k", P + 10) == P + 10
             assert pool.submit(decide_shared, bucket, T0 + 2).result(timeout=60) == (P + 8 - T0, P + 10)
         assert bucket.count() == 1

@@ -58,7 +58,7 @@ def hammer(path: str, ready: Any, seconds: float) -> tuple[list[tuple[int, int]]
             # Half the threads may wait 50 ms; the others decide as put() does (no wait), and
             # learn where the item was recorded: later than its stamp if a trim overtook it.
             try:
-                delay, rate = bucket.reserve(item, 50 if seed % 2 else None)
+                delay, rate = (bucket.reserve(item, 50 if seed % 2 else None))[:2]
             except BackendError as error:
                 # One that may wait 50 ms waits no longer for the others' lock: under this much
                 # contention it may give up, having recorded nothing.

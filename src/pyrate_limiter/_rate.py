@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeAlias
 
 
 class Duration(IntEnum):
@@ -92,6 +92,12 @@ class RateItem:
 # Names already found good: checking one again is a set lookup. Cleared when full, never stale.
 VALID_NAMES: set[str] = set()
 _VALID_NAMES_MAX = 1 << 14
+
+
+Verdict: TypeAlias = "tuple[int, Rate | None] | tuple[int, Rate, tuple[int, ...]]"
+"""What a bucket's ``reserve`` decides: ``(delay, None)`` when recorded ``delay`` ms after the item's
+stamp; ``(wait, rate)`` when refused, ours adding ``remaining``: the units each rate had left at
+the decision, in the bucket's order (a v3-style bucket cannot tell)."""
 
 
 def check_pause(name: Any, until: Any) -> None:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ._rate import Rate, RateItem
+    from ._rate import Rate, RateItem, Verdict
 
 NEVER = -1
 """The wait reported for an item heavier than some rate's limit: it can never fit."""
@@ -162,20 +162,21 @@ class SlidingLog:
         self._trim_at = _NEVER_TRIM  # the oldest entry's timestamp + longest
         self._paused = _NO_PAUSE  # nothing is admitted before this: the latest end set, kept until flush
         self._holding = False  # a pause may still hold: _roomy is -1, so no item takes the fast path
-        # (weight, earliest fit, rate) of the last refusal: valid until the log changes, it spares
-        # a full bucket's stream of refusals the search.
-        self._blocked: tuple[int, int, Rate] | None = None
+        # (weight, until, earliest fit, rate, remaining, since) of the last refusal, made at ``since``:
+        # valid until the log changes or, at ``until``, a unit frees; it spares a full bucket's
+        # stream of refusals the search.
+        self._blocked: tuple[int, int, int, Rate, tuple[int, ...], int] | None = None
         # (t, weight, total, answer) of the last state(): asked again in the same ms of an unchanged log.
         self._seen: tuple[int, int, int, tuple[int, list[tuple[Rate, int, int]]]] | None = None
 
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         """Record ``item`` at the earliest time it fits, if that is within ``max_delay``.
 
         An item stamped behind the floor is first restamped to the floor (see the module's rule).
 
-        :return: ``(delay, None)`` when recorded at ``item.timestamp + delay``; ``(wait, rate)``
-            when not, with the wait it would have needed (``NEVER`` if it cannot fit) and the rate
-            that refused it.
+        :return: ``(delay, None)`` when recorded at ``item.timestamp + delay``; ``(wait, rate,
+            remaining)`` when not, with the wait it would have needed (``NEVER`` if it cannot fit),
+            the rate that refused it and the units each rate has left at ``t``.
         """
         t, weight = item.timestamp, item.weight
         # acquire/release rather than `with`: half the cost, on the path every acquire takes.
@@ -198,8 +199,10 @@ class SlidingLog:
                 return _ADMITTED
             rate: Rate | None
             blocked = self._blocked
-            if blocked is not None and blocked[0] == weight and t < blocked[1]:
-                at, rate = blocked[1], blocked[2]  # refused as last time: the log has not changed
+            if blocked is not None and blocked[0] == weight and blocked[5] <= t < blocked[1]:
+                # Refused as last time: the log has not changed, nor has any unit freed since (an
+                # earlier stamp's windows reach further back: they may hold more).
+                at, rate, remaining = blocked[2], blocked[3], blocked[4]
             else:
                 if self._holding and t >= self._paused:  # over: the fast path is back
                     self._holding = False
@@ -210,11 +213,12 @@ class SlidingLog:
                     return _ADMITTED
                 if rate is None:  # room at once, but for the pause
                     rate = self._rates[0][2]
-                self._blocked = (weight, at, rate)
+                remaining, frees = self._remaining(t)
+                self._blocked = (weight, frees if at == NEVER else min(at, frees), at, rate, remaining, t)
             if at != NEVER and max_delay is not None and at - t <= max_delay:
                 self._insert(item.name, at, weight)
                 return at - t, None
-            return (NEVER if at == NEVER else at - t), rate
+            return (NEVER if at == NEVER else at - t), rate, remaining
         finally:
             lock.release()
 
@@ -321,6 +325,18 @@ class SlidingLog:
             if fits > at:
                 at, blocking = fits, rate
         return at, blocking
+
+    def _remaining(self, t: int) -> tuple[tuple[int, ...], int]:
+        """Units each rate has left at ``t``, and the first time after ``t`` one of them frees."""
+        ts, cum, head, total = self._ts, self._cum, self._head, self._total
+        remaining, frees = [], _NEVER_TRIM
+        for limit, stamps, _ in self._rates:
+            i = bisect_right(ts, t - stamps, head)  # the first entry that counts at t
+            before = cum[i - 1] if i > head else self._base
+            remaining.append(max(limit - (total - before), 0))
+            if total > before:
+                frees = min(frees, ts[bisect_right(cum, before, i)] + stamps)
+        return tuple(remaining), frees
 
     def _insert(self, name: Any, at: int, weight: int) -> None:
         """Record an entry in timestamp order: a reservation, or an item from a lagging clock."""

@@ -154,7 +154,7 @@ async def test_releasing_an_earlier_reservation_keeps_later_ones(conn: Any) -> N
     assert newest is not None
     assert (newest.name, newest.timestamp) == ("second", T0 + 2002)
     assert await bucket.reserve(RateItem("third", T0 + 3), 5000) == (998, None)
-    assert await bucket.reserve(RateItem("late", T0 + 4), None) == (1998, rate)
+    assert await bucket.reserve(RateItem("late", T0 + 4), None) == (1998, rate, (0,))  # nothing left
 
 
 async def test_a_locked_database_is_waited_for_not_reported_full(conn: Any, database: str) -> None:

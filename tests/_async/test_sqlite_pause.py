@@ -52,8 +52,8 @@ async def bucket(conn: Any) -> AsyncSQLiteBucket:
 
 async def test_a_pause_refuses_an_item_that_would_fit_with_the_wait_until_its_end(bucket: AsyncSQLiteBucket) -> None:
     assert await bucket.pause_until("k", P) == P
-    assert await bucket.reserve(RateItem("k", T0), None) == (P - T0, RATES[0])
-    assert await bucket.reserve(RateItem("k", T0 + 10), 4_000) == (P - T0 - 10, RATES[0])
+    assert (await bucket.reserve(RateItem("k", T0), None))[:2] == (P - T0, RATES[0])
+    assert (await bucket.reserve(RateItem("k", T0 + 10), 4_000))[:2] == (P - T0 - 10, RATES[0])
     assert await bucket.count() == 0
     assert not await bucket.put(RateItem("k", T0))
 
@@ -61,14 +61,14 @@ async def test_a_pause_refuses_an_item_that_would_fit_with_the_wait_until_its_en
 async def test_a_wait_long_enough_records_the_item_at_the_end_of_the_pause(bucket: AsyncSQLiteBucket) -> None:
     await bucket.pause_until("k", P)
     item = RateItem("k", T0)
-    assert await bucket.reserve(item, P - T0) == (P - T0, None)
+    assert (await bucket.reserve(item, P - T0))[:2] == (P - T0, None)
     assert item.timestamp == T0  # not restamped: the limiter sleeps the delay from its stamp
-    assert await bucket.reserve(RateItem("k", T0 + 1), P - T0) == (P - T0 - 1, None)
+    assert (await bucket.reserve(RateItem("k", T0 + 1), P - T0))[:2] == (P - T0 - 1, None)
     recorded = [await bucket.peek(i) for i in range(2)]
     assert [unit.timestamp for unit in recorded if unit is not None] == [P, P]
     # The third is held by the first rate past the pause: both reservations end their span at P + 1001.
-    assert await bucket.reserve(RateItem("k", T0 + 2), None) == (P + 1001 - T0 - 2, RATES[0])
-    assert await bucket.reserve(RateItem("k", T0 + 2), 10_000) == (P + 1001 - T0 - 2, None)
+    assert (await bucket.reserve(RateItem("k", T0 + 2), None))[:2] == (P + 1001 - T0 - 2, RATES[0])
+    assert (await bucket.reserve(RateItem("k", T0 + 2), 10_000))[:2] == (P + 1001 - T0 - 2, None)
     newest = await bucket.peek(0)
     assert newest is not None
     assert newest.timestamp == P + 1001
@@ -79,18 +79,18 @@ async def test_the_rate_that_holds_an_item_past_the_pause_is_the_one_reported(bu
         assert await bucket.put(RateItem("k", stamp))
     # The second rate frees room at T0 + 10_001, after the pause: it is the one that refuses.
     await bucket.pause_until("k", T0 + 5_000)
-    assert await bucket.reserve(RateItem("k", T0 + 2300), None) == (7_701, RATES[1])
+    assert (await bucket.reserve(RateItem("k", T0 + 2300), None))[:2] == (7_701, RATES[1])
     # A pause ending later holds the item alone: the first rate is named.
     await bucket.pause_until("k", T0 + 20_000)
-    assert await bucket.reserve(RateItem("k", T0 + 2300), None) == (17_700, RATES[0])
+    assert (await bucket.reserve(RateItem("k", T0 + 2300), None))[:2] == (17_700, RATES[0])
 
 
 async def test_an_item_stamped_at_the_end_of_the_pause_decides_as_without_one(bucket: AsyncSQLiteBucket) -> None:
     await bucket.pause_until("k", P)
-    assert await bucket.reserve(RateItem("k", P - 1), None) == (1, RATES[0])
-    assert await bucket.reserve(RateItem("k", P), None) == (0, None)
+    assert (await bucket.reserve(RateItem("k", P - 1), None))[:2] == (1, RATES[0])
+    assert (await bucket.reserve(RateItem("k", P), None))[:2] == (0, None)
     assert await bucket.put(RateItem("k", P + 1))
-    assert await bucket.reserve(RateItem("k", P + 2), None) == (1001 - 2, RATES[0])
+    assert (await bucket.reserve(RateItem("k", P + 2), None))[:2] == (1001 - 2, RATES[0])
 
 
 async def test_a_shorter_pause_never_shortens_a_longer_one(bucket: AsyncSQLiteBucket) -> None:
@@ -99,7 +99,7 @@ async def test_a_shorter_pause_never_shortens_a_longer_one(bucket: AsyncSQLiteBu
     assert await bucket.pause_until("other name", P - 3_000) == P  # one pause per bucket
     assert await bucket.pause_until("k", 0) == P
     assert await bucket.paused_until("k") == P
-    assert await bucket.reserve(RateItem("k", T0), None) == (P - T0, RATES[0])
+    assert (await bucket.reserve(RateItem("k", T0), None))[:2] == (P - T0, RATES[0])
     assert await bucket.pause_until("k", P + 1) == P + 1
 
 
@@ -113,7 +113,7 @@ async def test_waiting_and_state_count_the_pause_but_not_its_usage(bucket: Async
     # A weight that never fits still never fits, paused or not.
     assert await bucket.waiting(RateItem("k", T0, weight=3)) == NEVER
     assert (await bucket.state(RateItem("k", T0, weight=3)))[0] == NEVER
-    assert await bucket.reserve(RateItem("k", T0, weight=3), 10**9) == (NEVER, RATES[0])
+    assert (await bucket.reserve(RateItem("k", T0, weight=3), 10**9))[:2] == (NEVER, RATES[0])
     assert await bucket.waiting(RateItem("k", P)) == 0
 
 
@@ -127,19 +127,19 @@ async def test_the_pause_outlives_leaks_and_trims_until_it_ends_and_a_flush_forg
     assert await bucket.leak(T0 + 50_000) == 2
     assert await bucket.count() == 0
     # A decision far past the rows trims them too (the trimmed row of weight 0 stays).
-    assert await bucket.reserve(RateItem("k", T0 + 60_000), None) == (40_000, RATES[0])
+    assert (await bucket.reserve(RateItem("k", T0 + 60_000), None))[:2] == (40_000, RATES[0])
     assert await bucket.leak(T0 + 90_000) == 0
     assert await bucket.paused_until("k") == late
-    assert await bucket.reserve(RateItem("k", late - 1), None) == (1, RATES[0])
+    assert (await bucket.reserve(RateItem("k", late - 1), None))[:2] == (1, RATES[0])
     await bucket.flush()
     assert await bucket.paused_until("k") == 0
-    assert await bucket.reserve(RateItem("k", T0 + 60_000), None) == (0, None)
+    assert (await bucket.reserve(RateItem("k", T0 + 60_000), None))[:2] == (0, None)
 
 
 async def test_two_buckets_on_one_table_share_the_pause(conn: Any, other_conn: Any) -> None:
     here, there = AsyncSQLiteBucket(RATES, conn, TABLE), AsyncSQLiteBucket(RATES, other_conn, TABLE)
     assert await here.pause_until("k", P) == P
-    assert await there.reserve(RateItem("k", T0), None) == (P - T0, RATES[0])
+    assert (await there.reserve(RateItem("k", T0), None))[:2] == (P - T0, RATES[0])
     assert await there.pause_until("k", P - 1) == P
     assert await there.pause_until("k", P + 7) == P + 7
     assert await here.paused_until("k") == P + 7
@@ -179,9 +179,9 @@ async def test_a_table_of_the_version_without_pauses_keeps_its_items_and_takes_a
     bucket = await AsyncSQLiteBucket.init_from_file(RATES, "old", database, create_new_table=False)
     try:
         assert await bucket.count() == 2
-        assert await bucket.reserve(RateItem("k", T0 + 2), None) == (999, RATES[0])
+        assert (await bucket.reserve(RateItem("k", T0 + 2), None))[:2] == (999, RATES[0])
         assert await bucket.pause_until("k", P) == P
-        assert await bucket.reserve(RateItem("k", T0 + 2000), None) == (P - T0 - 2000, RATES[0])
+        assert (await bucket.reserve(RateItem("k", T0 + 2000), None))[:2] == (P - T0 - 2000, RATES[0])
     finally:
         await bucket.aclose()
     given = AsyncSQLiteBucket(RATES, conn, "old")

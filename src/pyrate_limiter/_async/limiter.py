@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from .._hooks import LimiterHooks, OnBackendError
+    from .._rate import Verdict
     from .clocks import AsyncAbstractClock
     from .per_key import BucketFor
 
@@ -118,7 +119,7 @@ class AsyncLimiter:
             max_delay = _check_max_delay(max_delay)
         item, bucket = await self._route(name, weight)
         try:
-            delay, rate = await bucket.reserve(item, max_delay)
+            verdict = await bucket.reserve(item, max_delay)
         except TypeError as error:
             # The MRO, not isinstance: the compat layer registers each variant's buckets with the other's.
             if AsyncAbstractBucket in type(bucket).__mro__:
@@ -126,16 +127,18 @@ class AsyncLimiter:
             raise TypeError(f"{bucket!r} is a bucket of the other variant than {self!r}") from error
         except BackendError as error:
             return self._failed(item, bucket, error, self.raise_when_fail)
+        rate = verdict[1]
         if rate is None:
+            delay = verdict[0]
             if delay:
                 return await self._wait_for(bucket, item, delay, max_delay, self.raise_when_fail)
             if self._watching:
                 self._admitted(item, 0)
             return True
-        self._refused(item, rate, delay)
+        self._refused(item, rate, verdict[0])
         if not self.raise_when_fail:
             return False
-        raise _refusal(item, rate, delay, max_delay)
+        raise _refusal(item, verdict, max_delay)
 
     async def pause(self, name: str, ms: float) -> int:
         """Admit nothing under ``name`` for ``ms`` from now, for every caller sharing its bucket's
@@ -229,16 +232,17 @@ class AsyncLimiter:
         max_delay = self.max_delay if max_delay is _LIMITER_DEFAULT else _check_max_delay(max_delay)
         item, bucket = await self._route(name, weight)
         try:
-            delay, rate = await bucket.reserve(item, max_delay)
+            verdict = await bucket.reserve(item, max_delay)
         except BackendError as error:
             # Admitted by the policy: a place of no delay, recorded nowhere, so nothing to give back.
             return (item, bucket, 0, max_delay, False) if self._failed(item, bucket, error, raising) else None
+        rate = verdict[1]
         if rate is None:
-            return item, bucket, delay, max_delay, True
-        self._refused(item, rate, delay)
+            return item, bucket, verdict[0], max_delay, True
+        self._refused(item, rate, verdict[0])
         if not raising:
             return None
-        raise _refusal(item, rate, delay, max_delay)
+        raise _refusal(item, verdict, max_delay)
 
     def as_decorator(self) -> Callable[[Callable[..., Any]], _Wrap]:
         """``limiter.as_decorator()(mapping)(func)``: admit each call of ``func`` first.
@@ -313,14 +317,15 @@ class AsyncLimiter:
             left = None if max_delay is None else max(0, max_delay - (item.timestamp - started))
             try:
                 await bucket.release(reserved)
-                delay, rate = await bucket.reserve(item, left)
+                verdict = await bucket.reserve(item, left)
             except BackendError as error:
                 return self._failed(item, bucket, error, raising)
+            delay, rate = verdict[0], verdict[1]
             if rate is not None:
                 self._refused(item, rate, delay)
                 if not raising:
                     return False
-                raise _refusal(item, rate, delay, left)
+                raise _refusal(item, verdict, left)
 
     @staticmethod
     async def _paused_past(bucket: AsyncAbstractBucket, reserved: RateItem) -> bool:
@@ -361,11 +366,14 @@ class AsyncLimiter:
         return False
 
 
-def _refusal(item: RateItem, rate: Rate, delay: int, max_delay: int | None) -> Exception:
-    """The exception for a refused item: full (no wait allowed, or never fits), or too long a wait."""
+def _refusal(item: RateItem, verdict: Verdict, max_delay: int | None) -> Exception:
+    """The exception for a refused item: full (no wait allowed, or never fits), or too long a wait,
+    with the units each rate had left when the bucket can tell."""
+    delay, rate = verdict[0], verdict[1]
+    remaining = verdict[2] if len(verdict) > 2 else None  # a v3-style bucket tells only two
     if max_delay is None or delay == NEVER:
-        return BucketFullException(item, rate, delay)
-    return LimiterDelayException(item, rate, delay, max_delay)
+        return BucketFullException(item, rate, delay, remaining)
+    return LimiterDelayException(item, rate, delay, max_delay, remaining)
 
 
 def _check_max_delay(max_delay: float | None) -> int | None:

@@ -27,7 +27,8 @@
 -- comes between the op's letter and the rule: the number of rates (2 bytes), then doubles: longest
 -- span, smallest limit, and limit and span of each rate (a span is the interval + 1: see _window).
 -- Only reserve (R) takes several requests: it decides them in order, each as if alone, and answers
--- "delay rate-index time" for each, in one string. Pause (U) takes its end as max_delay, and as
+-- "delay rate-index time" for each, in one string, a refusal's followed by the units each rate
+-- has left. Pause (U) takes its end as max_delay, and as
 -- time NaN (the server's clock) or 0 (not known: the keys are then kept from the stamps seen).
 -- Every argument, reply element and number parsed from text costs, on every call: the usual
 -- acquire sends one argument, runs MGET, EXISTS, ZADD (or ZINCRBY), SET and the call's SET, gets an integer
@@ -252,7 +253,16 @@ local function make_rule()
     if at < oldest then oldest = at end
     total, changed = total + w, true
   end
-  r.spans = spans
+  r.spans, r.limits = spans, limits
+  function r.counted(i, x)  -- units counting against rate i at x (reservations ahead too), and
+    -- the rank of the newest entry that no longer does (-1: none)
+    local rank, before = r.last_upto(x - spans[i]), base
+    if rank >= 0 then
+      local _
+      _, _, before = r.entry(rank)
+    end
+    return total - before, rank
+  end
   return r
 end
 local made
@@ -312,6 +322,10 @@ if op == 'R' then  -- reserve
       blocking = 0
     end
     out[#out + 1] = string.format('%d %d %d', at == -1 and -1 or at - t, blocking, t)
+    if blocking ~= 0 then  -- a refusal says what each rate has left at t, from this same call
+      local r = rule()
+      for i = 1, #r.spans do out[#out + 1] = string.format('%d', math.max(r.limits[i] - r.counted(i, t), 0)) end
+    end
     if t > latest then latest = t end
   end
   if latest > seen then seen = latest end
@@ -361,13 +375,8 @@ elseif op == 'S' then  -- state: waiting's answer, then per rate the units count
   local at = r.earliest(math.max(t, trimmed + longest, pause), n)
   local out = {at == -1 and -1 or at - t}
   for i = 1, #r.spans do
-    local rank = r.last_upto(t - r.spans[i])  -- the newest entry that no longer counts at t
-    local before, used, reset = base, 0, 0
-    if rank >= 0 then
-      local _
-      _, _, before = r.entry(rank)
-    end
-    used = total - before
+    local used, rank = r.counted(i, t)
+    local reset = 0
     if used > 0 then
       local _, ts = r.entry(rank + 1)
       reset = ts + r.spans[i] - t

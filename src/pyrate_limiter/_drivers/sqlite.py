@@ -274,12 +274,13 @@ class TableSQL:
     paused: str
     unpause: str
     usage: str  # state with counted_since per rate: Limiter.state's one statement
+    befores: str  # before_at per rate: what a refusal reads to say what each rate has left
 
     @classmethod
     def of(cls, table: str, limits: Iterable[int]) -> TableSQL:
         """The statements on ``table`` (any text: it is quoted) for rates of ``limits``.
 
-        ``usage`` takes the weight, then ``t - span`` of each rate.
+        ``usage`` takes the weight, then ``t - span`` of each rate; ``befores`` ``t - span`` of each.
         """
         quoted, limits = '"' + table.replace('"', '""') + '"', list(limits)
         bucket = "'" + table.replace("'", "''") + "'"  # the key of its pause
@@ -292,9 +293,11 @@ class TableSQL:
         made = {
             field.name: SQL[field.name].format(table=quoted, bucket=bucket, firsts=firsts, counted="")
             for field in fields(cls)
-            if field.name != "usage"
+            if field.name not in ("usage", "befores")
         }
         made["usage"] = SQL["state"].format(table=quoted, bucket=bucket, firsts=firsts, counted=counted)
+        befores = ", ".join(SQL["before_at"].format(table=quoted, since=f"?{k + 1}") for k in range(len(limits)))
+        made["befores"] = SQL["befores"].format(befores=befores)
         return cls(**made)
 
 

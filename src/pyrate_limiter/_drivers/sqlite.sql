@@ -78,6 +78,15 @@ LEFT JOIN {table} AS o ON o.cum = (SELECT min(cum) FROM {table})
 (SELECT cum FROM {table} WHERE ts <= {since} ORDER BY cum DESC LIMIT 1),
 (SELECT ts FROM {table} WHERE ts > {since} AND weight > 0 ORDER BY cum LIMIT 1)
 
+-- name: befores
+-- For a refusal, what each rate has left: per rate, {befores}.
+SELECT {befores}
+
+-- name: before_at
+-- The running total of the newest row stamped at or before {since} (t - the rate's span, a
+-- parameter): what was recorded before the rate's window at t.
+(SELECT cum FROM {table} WHERE ts <= {since} ORDER BY cum DESC LIMIT 1)
+
 -- name: trim
 -- Delete the rows at or before ?1 but the newest of them (9223372036854775807: no row is newer).
 DELETE FROM {table} WHERE cum < (SELECT cum FROM {table} WHERE cum <

@@ -42,7 +42,7 @@ class ServerHoldException(LimiterDelayException):
 
     @property
     def rate(self) -> Rate | None:  # type: ignore[override]  # None: no rate of ours refused
-        return self.args[1]
+        return self.args[1]  # type: ignore[no-any-return]
 
     @property
     def meta_info(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from ..._rate import RateItem, check_name, check_pause
 from ..._window import NEVER, span
 
 if TYPE_CHECKING:
-    from ..._rate import Rate
+    from ..._rate import Rate, Verdict
     from ..._state import Usage
 
 
@@ -77,7 +77,7 @@ class AsyncAbstractBucket(ABC):
             usage.append((rate, len(counted), min(counted) + span(rate.interval) - t if counted else 0))
         return wait, usage
 
-    async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    async def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         """Record ``item`` now or, within ``max_delay`` ms, at the earliest time it fits.
 
         :return: ``(delay, None)`` when recorded at ``item.timestamp + delay``; otherwise
@@ -124,10 +124,10 @@ class AsyncReservingBucket(AsyncAbstractBucket):
     """
 
     @abstractmethod
-    async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    async def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         """Record ``item`` now or, within ``max_delay`` ms, at the earliest time it fits (see the base)."""
 
     async def put(self, item: RateItem) -> bool:
         check_name(item.name)  # the names every backend takes, the same on each
-        _, self.failing_rate = await self.reserve(item, None)
+        self.failing_rate = (await self.reserve(item, None))[1]
         return self.failing_rate is None

@@ -9,7 +9,7 @@ from ..._window import SlidingLog
 from .base import AsyncReservingBucket
 
 if TYPE_CHECKING:
-    from ..._rate import Rate
+    from ..._rate import Rate, Verdict
     from ..._state import Usage
 
 
@@ -21,7 +21,7 @@ class AsyncInMemoryBucket(AsyncReservingBucket):
         self.failing_rate = None
         self._log = SlidingLog(self.rates)
 
-    async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    async def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         return self._log.reserve(item, max_delay)
 
     async def release(self, item: RateItem) -> None:

@@ -13,6 +13,7 @@ from .base import AsyncReservingBucket
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ..._rate import Verdict
     from ..._state import Usage
 
     RatesFor = Callable[[str], list[Rate]]
@@ -46,7 +47,7 @@ class AsyncKeyedBucket(AsyncReservingBucket):
         self._lock = threading.Lock()  # both variants: no await happens while it is held
         hold_at_fork(self)  # its logs are only used under this lock: fork takes it, not theirs
 
-    async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    async def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         with self._lock:
             log = self._logs.get(item.name)
             if log is None:

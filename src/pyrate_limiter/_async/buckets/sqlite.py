@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from ..._drivers.sqlite import Query, Rows, Steps
-    from ..._rate import Rate
+    from ..._rate import Rate, Verdict
     from ..._state import Usage
     from ..._typing import AsyncSQLiteConnection
 
@@ -137,12 +137,11 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
             raise
         return bucket
 
-    async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    async def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         return await self._decide(item, max_delay, record=True)
 
     async def waiting(self, item: RateItem) -> int:
-        delay, _ = await self._decide(item, None, record=False)
-        return delay
+        return (await self._decide(item, None, record=False))[0]
 
     async def state(self, item: RateItem) -> tuple[int, Usage]:
         # One statement reads it all; a weight past storing is asked about as 0, and never fits.
@@ -203,16 +202,18 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
                 return
             await self._db.aclose()
 
-    async def _decide(self, item: RateItem, max_delay: int | None, *, record: bool) -> tuple[int, Rate | None]:
+    async def _decide(self, item: RateItem, max_delay: int | None, *, record: bool) -> Verdict:
         if item.weight > self._unstorable:
             return NEVER, self.rates[0]
         steps = self._decide_steps(_name(item), item.timestamp, item.weight, max_delay, record)
         # A decision that may wait waits no longer than that for another process's lock either.
         busy_ms = max_delay if record else None
-        delay, index, decided = await self._run(steps, write=record, busy_ms=busy_ms)
+        delay, index, decided, remaining = await self._run(steps, write=record, busy_ms=busy_ms)
         if record:
             item.timestamp = decided  # later than its stamp when a trim overtook it
-        return delay, None if index is None else self.rates[index]
+        if index is None:
+            return delay, None
+        return (delay, self.rates[index], remaining) if remaining else (delay, self.rates[index])
 
     async def _prepare(self, *, create: bool = True) -> None:
         # While another process turns a new file to WAL, SQLite may report it locked without
@@ -268,8 +269,12 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
 
     def _decide_steps(
         self, name: str, t: int, weight: int, max_delay: int | None, record: bool
-    ) -> Generator[Query, Rows, tuple[int, int | None, int]]:
-        """The rule of ``pyrate_limiter._window``: find the earliest fit, record, trim."""
+    ) -> Generator[Query, Rows, tuple[int, int | None, int, tuple[int, ...]]]:
+        """The rule of ``pyrate_limiter._window``: find the earliest fit, record, trim.
+
+        :return: the delay (or wait), the index of the rate that refused (``None``: recorded), the
+            time decided at and, for a refusal that recorded nothing, the units each rate has left.
+        """
         rows = yield self._sql.state, (weight,)
         total, last, base, trimmed, oldest, paused, *firsts = rows[0]
         # An item stamped before a trim (its process waited for the lock) is decided and recorded
@@ -281,29 +286,31 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         if blocking is None and at > start:
             blocking = 0  # only the pause held it back
         if not record:
-            return wait(t, at), blocking, t  # from its own stamp, as in _window
+            return wait(t, at), blocking, t, ()  # from its own stamp, as in _window
         # Delays count from the decided time: the item is restamped with it (see _window).
         delay = at - start
         bound = horizon(t, self._longest)
         if oldest is not None and oldest <= bound:
             yield self._sql.trim, (bound,)
             yield self._sql.mark, (bound,)
-        if at == NEVER:
-            return NEVER, blocking, start
-        if blocking is not None and (max_delay is None or delay > max_delay):
-            return delay, blocking, start
+        if at == NEVER or (blocking is not None and (max_delay is None or delay > max_delay)):
+            left = []  # what each rate has left at the decided time, read in the same transaction
+            rows = yield self._sql.befores, tuple(start - stamps for _, stamps in self._rates)
+            for (limit, _), before in zip(self._rates, rows[0], strict=True):
+                left.append(max(limit - (total - (base if before is None else before)), 0))
+            return (NEVER if at == NEVER else delay), blocking, start, tuple(left)
         if weight <= 0:
-            return delay, None, start  # admitted; a row of no weight would change no count
+            return delay, None, start, ()  # admitted; a row of no weight would change no count
         if last is None or at >= last:
             yield self._sql.insert, (total + weight, at, weight, name)
-            return delay, None, start
+            return delay, None, start, ()
         # Older than the newest row (clock skew, or behind a reservation): insert in order.
         rows = yield self._sql.before, (at,)
         previous = rows[0][0] if rows else base
         yield self._sql.shift, (weight, previous)
         yield self._sql.unshift, ()
         yield self._sql.insert, (previous + weight, at, weight, name)
-        return delay, None, start
+        return delay, None, start, ()
 
     def _release_steps(self, at: int, weight: int, name: str) -> Steps:
         rows = yield self._sql.find, (at, weight, name)

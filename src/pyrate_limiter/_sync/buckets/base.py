@@ -10,7 +10,7 @@ from ..._rate import RateItem, check_name, check_pause
 from ..._window import NEVER, span
 
 if TYPE_CHECKING:
-    from ..._rate import Rate
+    from ..._rate import Rate, Verdict
     from ..._state import Usage
 
 
@@ -78,7 +78,7 @@ class AbstractBucket(ABC):
             usage.append((rate, len(counted), min(counted) + span(rate.interval) - t if counted else 0))
         return wait, usage
 
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         """Record ``item`` now or, within ``max_delay`` ms, at the earliest time it fits.
 
         :return: ``(delay, None)`` when recorded at ``item.timestamp + delay``; otherwise
@@ -125,10 +125,10 @@ class ReservingBucket(AbstractBucket):
     """
 
     @abstractmethod
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         """Record ``item`` now or, within ``max_delay`` ms, at the earliest time it fits (see the base)."""
 
     def put(self, item: RateItem) -> bool:
         check_name(item.name)  # the names every backend takes, the same on each
-        _, self.failing_rate = self.reserve(item, None)
+        self.failing_rate = (self.reserve(item, None))[1]
         return self.failing_rate is None

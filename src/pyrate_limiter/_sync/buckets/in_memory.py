@@ -10,7 +10,7 @@ from ..._window import SlidingLog
 from .base import ReservingBucket
 
 if TYPE_CHECKING:
-    from ..._rate import Rate
+    from ..._rate import Rate, Verdict
     from ..._state import Usage
 
 
@@ -22,7 +22,7 @@ class InMemoryBucket(ReservingBucket):
         self.failing_rate = None
         self._log = SlidingLog(self.rates)
 
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         return self._log.reserve(item, max_delay)
 
     def release(self, item: RateItem) -> None:

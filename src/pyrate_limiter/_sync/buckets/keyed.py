@@ -14,6 +14,7 @@ from .base import ReservingBucket
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ..._rate import Verdict
     from ..._state import Usage
 
     RatesFor = Callable[[str], list[Rate]]
@@ -47,7 +48,7 @@ class KeyedBucket(ReservingBucket):
         self._lock = threading.Lock()  # both variants: no await happens while it is held
         hold_at_fork(self)  # its logs are only used under this lock: fork takes it, not theirs
 
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         with self._lock:
             log = self._logs.get(item.name)
             if log is None:

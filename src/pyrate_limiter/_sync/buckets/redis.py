@@ -18,7 +18,7 @@ from .base import ReservingBucket
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from ..._rate import Rate
+    from ..._rate import Rate, Verdict
     from ..._state import Usage
     from ..._typing import RedisClient, RedisClient
 
@@ -72,7 +72,7 @@ class RedisBucket(ReservingBucket):
         bucket._driver.load()
         return bucket
 
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         if item.weight > self._unstorable:
             return NEVER, self.rates[0]
         # Concurrent reservations share one script call: the script decides them in order.
@@ -81,12 +81,13 @@ class RedisBucket(ReservingBucket):
         if type(reply) is int:  # the usual acquire: recorded at that time, its own
             item.timestamp = reply
             return 0, None
-        delay, index, now = reply
         # Restamped with the time it was decided at: the server's clock, or later than its own
         # stamp when it came too late for that. The limiter sleeps and releases relative to it.
-        item.timestamp = int(now)
-        blocking = int(index)  # 1-based, 0: none
-        return int(delay), (self.rates[blocking - 1] if blocking else None)
+        item.timestamp = int(reply[2])
+        blocking = int(reply[1])  # 1-based, 0: none
+        if blocking:  # refused: the units each rate has left follow
+            return int(reply[0]), self.rates[blocking - 1], tuple(int(left) for left in reply[3:])
+        return int(reply[0]), None
 
     def waiting(self, item: RateItem) -> int:
         if item.weight > self._unstorable:
@@ -154,5 +155,9 @@ class RedisBucket(ReservingBucket):
         reply = self._script((*self._keys, self._call_key()), requests)
         if type(reply) is int:  # the usual acquire's answer
             return [reply]
-        words = reply.split()
-        return [words[i : i + 3] for i in range(0, len(words), 3)]
+        words, answers, i, rates = reply.split(), [], 0, len(self.rates)
+        while i < len(words):  # "delay rate-index time", a refusal's followed by a number per rate
+            size = 3 if words[i + 1] == b"0" else 3 + rates
+            answers.append(words[i : i + size])
+            i += size
+        return answers
