@@ -89,9 +89,11 @@ def test_the_keyed_bucket_answers_for_all_its_names() -> None:
 def shared_backend(
     request: pytest.FixtureRequest, native_async_driver: bool
 ) -> Iterator[Callable[[str, list[Rate]], AbstractBucket]]:
-    """``bucket_for`` over the test's Redis server, and over its PostgreSQL server."""
+    """``bucket_for`` over the test's Redis server, and over its PostgreSQL server (``None``: in memory)."""
     prefix = f"per-key-{uuid.uuid4().hex}-"
-    if request.param == "redis":
+    if request.param == "memory":
+        yield None  # type: ignore[misc]
+    elif request.param == "redis":
         client = redis_client(request.getfixturevalue("redis_url"), native_async_driver)
         yield lambda name, rates: RedisBucket(rates, client, prefix + name)
         resolve(close_client(client))
@@ -126,28 +128,32 @@ def test_bucket_for_keeps_each_name_in_the_shared_backend_and_forgets_idle_objec
         bucket.flush()
 
 
-def test_per_key_in_memory_holds_each_names_limit_in_real_time() -> None:
-    # Polling workers on four names at once; each name's admissions checked by brackets alone.
+@pytest.mark.parametrize("shared_backend", ["memory", "redis", "postgres"], indirect=True)
+def test_per_key_holds_each_names_limit_in_real_time(
+    shared_backend: Callable[[str, list[Rate]], AbstractBucket] | None,
+) -> None:
+    # On four names at once, two workers polling and one waiting on each; each name's admissions
+    # are checked by the monotonic readings around the calls alone.
     rate = Rate(5, 100)
-    limiter = Limiter.per_key([rate], clock=MonotonicClock(), raise_when_fail=False)
+    limiter = Limiter.per_key([rate], shared_backend, clock=MonotonicClock(), raise_when_fail=False)
     calls: dict[str, list[Call]] = {f"key-{k}": [] for k in range(4)}
     until = time.monotonic_ns() + 450 * NS_PER_MS
 
-    def poll(name: str, worker: int) -> None:
+    def poll(name: str, worker: int, max_delay: int | None) -> None:
         n = 0
         while time.monotonic_ns() < until:
             before = time.monotonic_ns()
-            admitted = limiter.try_acquire(name)
+            admitted = limiter.try_acquire(name, max_delay=max_delay)
             after = time.monotonic_ns()
-            stamp = before // NS_PER_MS if admitted else None
+            stamp = before // NS_PER_MS if admitted else None  # a waiter's is later: this bound is weaker
             calls[name].append(Call(f"{name}-{worker}-{n}", 1, before, after, admitted, stamp, stamp))
             n += 1
             sleep(0)
 
-    with TaskGroup() as tasks:
+    with limiter, TaskGroup() as tasks:
         for name in calls:
-            for worker in range(2):
-                tasks.start_soon(poll, name, worker)
+            for worker, max_delay in enumerate([None, None, 300]):
+                tasks.start_soon(poll, name, worker, max_delay)
     for name, made in calls.items():
         assert not realtime_problems(made, [rate]), name
         assert sum(call.admitted for call in made) > rate.limit  # windows were crossed
