@@ -26,7 +26,7 @@ from pyrate_limiter import (
     RateItem,
 )
 from pyrate_limiter._concurrency import AsyncTaskGroup, arun_blocking, asleep
-from pyrate_limiter._postgres_sql import derived_name
+from pyrate_limiter._postgres_sql import DECIDE, derived_name
 
 from ..fake_clock import FakeClock
 from ..windows import assert_windows_hold
@@ -335,14 +335,14 @@ async def test_a_non_durable_bucket_commits_without_waiting_for_the_flush_and_ke
         await close_postgres_pool(pool)
 
 
-async def test_a_table_made_before_decide4_gets_it_on_first_use(
+async def test_a_table_made_before_the_current_decide_function_gets_it_on_first_use(
     pool: AsyncConnectionPool[Any] | ConnectionPool[Any], postgres_dsn: str
 ) -> None:
     table = f"older {os.urandom(6).hex()}"
     bucket = AsyncPostgresBucket(pool, table, [Rate(2, Duration.MINUTE)], key=unique_key())
     assert await bucket.put(RateItem("k", T0))
-    # What an older version left: the table, its indexes and trim, and decide3 but not decide4.
-    function = sql.Identifier(derived_name(table, "decide4"))
+    # What an older version left: the table, its indexes and trim, and an older decide function only.
+    function = sql.Identifier(derived_name(table, DECIDE))
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP FUNCTION {}").format(function))
     assert await bucket.put(RateItem("k", T0 + 1))

@@ -27,7 +27,7 @@ from pyrate_limiter import (
     RateItem,
 )
 from pyrate_limiter._concurrency import TaskGroup, run_blocking, sleep
-from pyrate_limiter._postgres_sql import derived_name
+from pyrate_limiter._postgres_sql import DECIDE, derived_name
 
 from ..fake_clock import FakeClock
 from ..windows import assert_windows_hold
@@ -336,14 +336,14 @@ def test_a_non_durable_bucket_commits_without_waiting_for_the_flush_and_keeps_it
         close_postgres_pool(pool)
 
 
-def test_a_table_made_before_decide4_gets_it_on_first_use(
+def test_a_table_made_before_the_current_decide_function_gets_it_on_first_use(
     pool: ConnectionPool[Any] | ConnectionPool[Any], postgres_dsn: str
 ) -> None:
     table = f"older {os.urandom(6).hex()}"
     bucket = PostgresBucket(pool, table, [Rate(2, Duration.MINUTE)], key=unique_key())
     assert bucket.put(RateItem("k", T0))
-    # What an older version left: the table, its indexes and trim, and decide3 but not decide4.
-    function = sql.Identifier(derived_name(table, "decide4"))
+    # What an older version left: the table, its indexes and trim, and an older decide function only.
+    function = sql.Identifier(derived_name(table, DECIDE))
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP FUNCTION {}").format(function))
     assert bucket.put(RateItem("k", T0 + 1))

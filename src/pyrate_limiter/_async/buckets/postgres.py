@@ -11,7 +11,7 @@ from ... import _postgres_sql as q
 from ..._batching import AsyncBatcher
 from ..._concurrency import arun_blocking
 from ..._errors import BackendError, reason
-from ..._rate import RateItem, check_rates
+from ..._rate import RateItem, check_name, check_rates
 from ..._window import NEVER, UNSTORABLE, earliest_fit, judged_at, span, wait
 from ..clocks import AsyncAbstractClock
 from .base import AsyncReservingBucket
@@ -40,6 +40,8 @@ concurrent callers queue on that lock in normal work, and must not read as an ou
 
 _MAX_LOCK_TIMEOUT = 2**31 - 1
 
+_MAX_BIGINT = 2**63 - 1  # the latest pause end a bigint column holds
+
 DEFAULT_KEY = "default"
 """The bucket key used when none is given: one bucket per table."""
 
@@ -58,6 +60,8 @@ class AsyncPostgresBucket(AsyncReservingBucket):
     ts, weight, cum``: epoch ms and a running total of weight) and a marker row per bucket (no
     name, no ``ts``: what trimming left, and where the oldest item is); it is created, with its
     functions and indexes, on first use.
+    A pause (``pause_until``) is an end kept by max in the marker, read by each decision with the
+    rest of the bucket's state and never trimmed: it lasts until it ends or ``flush``.
     Decisions and ``leak`` trim the rows that can no longer count, stamped at or before
     ``t - longest interval - 1``; an item stamped before the newest trimmed stamp plus the longest
     interval plus 1 (clock skew between machines) is decided as arriving then, as in every backend.
@@ -112,6 +116,7 @@ class AsyncPostgresBucket(AsyncReservingBucket):
             "table": sql.Identifier(table),
             "function": sql.Identifier(q.derived_name(table, q.DECIDE)),
             "trim": sql.Identifier(q.derived_name(table, "trim")),
+            "pause": sql.Identifier(q.derived_name(table, "pause")),
             "ts_index": sql.Identifier(q.derived_name(table, "ts")),
             "cum_index": sql.Identifier(q.derived_name(table, "cum")),
         }
@@ -131,6 +136,7 @@ class AsyncPostgresBucket(AsyncReservingBucket):
             *((sql.SQL(query).format(**ident).as_bytes(None), None) for query in q.SETUP),
             (function(q.TRIM_HEAD, q.TRIM_BODY), None),
             (function(q.DECIDE_HEAD, q.DECIDE_BODY), None),
+            (function(q.PAUSE_HEAD, q.PAUSE_BODY), None),
         ]
         # One statement per table, prepared once on each connection; the bucket's constants are parameters.
         function_name = q.derived_name(table, q.DECIDE)
@@ -142,6 +148,8 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         self._leak_sql = render(q.LEAK)
         self._flush_sql = render(q.FLUSH)
         self._release_sql = render(q.RELEASE)
+        self._pause_sql = render(q.PAUSE)
+        self._paused_sql = render(q.PAUSED)
         # Reservations allowed the same wait for the lock share calls (a call waits for it once).
         self._reserving: dict[int, AsyncBatcher] = {}
 
@@ -176,14 +184,36 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         params = {"bucket": self.key, "weight": weight, "t": t, "limits": self._limits, "spans": self._spans}
         row = await self._pool.run([(self._state_sql, params)], self._setup)
         assert row is not None
-        total, base, trimmed, firsts, befores, oldest = row
+        total, base, trimmed, paused, firsts, befores, oldest = row
         rates = list(zip(self._limits, self._spans, strict=True))
-        at, _ = earliest_fit(judged_at(t, trimmed, self._longest), weight, rates, total, base, firsts)
+        start = max(judged_at(t, trimmed, self._longest), paused or 0)  # nothing fits before the pause ends
+        at, _ = earliest_fit(start, weight, rates, total, base, firsts)
         usage = []
         for rate, stamps, before, first in zip(self.rates, self._spans, befores, oldest, strict=True):
             used = total - (base if before is None else before)
             usage.append((rate, used, first + stamps - t if used else 0))
         return (NEVER if weight != item.weight else wait(t, at)), usage
+
+    async def pause_until(self, name: str, until: int) -> int:
+        """Admit nothing under ``name`` before ``until`` (ms on the items' clock) for every caller
+        sharing the backend; a later end already set stays. :return: the end now in force."""
+        check_name(name)
+        if not isinstance(until, int) or isinstance(until, bool):
+            raise TypeError(f"until must be an int (ms), got {until!r}")
+        if not 0 <= until <= _MAX_BIGINT:
+            raise ValueError(f"until must be between 0 and {_MAX_BIGINT} ms, got {until}")
+        # One call: the bucket's pause function keeps the later end in its marker, under its lock.
+        params = [self.lock_key, self.key, until, LOCK_TIMEOUT]
+        row = await self._pool.run([(self._pause_sql, params)], self._setup)
+        assert row is not None
+        return int(row[0])
+
+    async def paused_until(self, name: str) -> int:
+        """When the pause on ``name`` ends (ms on the items' clock); 0 when none was set (or since flush)."""
+        check_name(name)
+        row = await self._pool.run([(self._paused_sql, [self.key])], self._setup)
+        assert row is not None
+        return int(row[0])
 
     async def leak(self, current_timestamp: int) -> int:
         row = await self._locked(self._leak_sql, [self.key, current_timestamp - self._longest])
@@ -265,7 +295,9 @@ class _Pool:
             raise TypeError(f"pool must be a psycopg_pool connection pool for {owner}, got {pool!r}")
         self._owner = owner
         self._error = psycopg.Error
-        self._missing = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction)
+        # UndefinedColumn: a table made before a column was added (``paused``), read before a decision.
+        errors = psycopg.errors
+        self._missing = (errors.UndefinedTable, errors.UndefinedFunction, errors.UndefinedColumn)
         self._forgotten = psycopg.errors.InvalidSqlStatementName
         self._execute = generators.execute  # what Cursor.execute waits on: flush, then read every result
         self._failure = psycopg.errors.error_from_result
