@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from ... import _postgres_sql as q
@@ -80,6 +81,12 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         default): their room is free again, and right after the crash the bucket may admit more
         than its rates allow. ``True``, the default, commits as the server is configured
         (``synchronous_commit=on`` unless changed there): nothing admitted is forgotten.
+    A forked child cannot use a bucket made before the fork: its pool's connections and locks are
+    the parent's (psycopg_pool does nothing on fork), so each call raises ``BackendError`` with
+    ``recorded=False`` without touching the pool. Open a new pool and bucket in the child.
+    Nothing is ever sent twice: when a decision's reply is lost (the connection dies as it
+    commits), the call raises ``BackendError`` with ``recorded=None``, since the item may count.
+
     :raises BackendError: from every method, when the server or the connection fails.
     """
 
@@ -279,6 +286,7 @@ class _Pool:
     def __init__(self, pool: AsyncConnectionPool[Any] | ConnectionPool[Any], owner: str) -> None:
         try:
             import psycopg
+            import psycopg_pool
             from psycopg import generators
             from psycopg_pool import AsyncConnectionPool, ConnectionPool
         except ImportError as error:
@@ -294,7 +302,9 @@ class _Pool:
         else:
             raise TypeError(f"pool must be a psycopg_pool connection pool for {owner}, got {pool!r}")
         self._owner = owner
+        self._process = _PROCESS[0]
         self._error = psycopg.Error
+        self._unsent = psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed, psycopg_pool.TooManyRequests
         # UndefinedColumn: a table made before a column was added (``paused``), read before a decision.
         errors = psycopg.errors
         self._missing = (errors.UndefinedTable, errors.UndefinedFunction, errors.UndefinedColumn)
@@ -308,8 +318,10 @@ class _Pool:
 
         :param setup: statements creating what is missing, run once when a step finds no table
             or function, before the steps run again.
-        :raises BackendError: the server or the connection failed; nothing was recorded.
+        :raises BackendError: the server or the connection failed (``recorded``: see ``_failed``).
         """
+        if self._process != _PROCESS[0]:
+            raise self._forked()
         try:
             try:
                 return await self._run(steps)
@@ -319,7 +331,7 @@ class _Pool:
             await self._run(setup)
             return await self._run(steps)
         except self._error as error:
-            raise BackendError(f"the PostgreSQL backend of {self._owner} failed: {reason(error)}") from error
+            raise self._failed(error) from error
 
     async def call(self, statement: q.Prepared, params: list[str], setup: Steps) -> bytes:
         """Run ``statement``, prepared on each connection, and return its one value as the server sent it.
@@ -337,15 +349,35 @@ class _Pool:
         :param setup: as in ``run``.
         :raises BackendError: as in ``run``.
         """
+        if self._process != _PROCESS[0]:
+            raise self._forked()
         try:
             try:
                 return await self._call(statement, params)
-            except self._missing:
+            except self._missing:  # refused before it ran: sent again once the function exists
                 pass
             await self._run(setup)
             return await self._call(statement, params)
         except self._error as error:
-            raise BackendError(f"the PostgreSQL backend of {self._owner} failed: {reason(error)}") from error
+            raise self._failed(error) from error
+
+    def _failed(self, error: Exception) -> BackendError:
+        """``error`` as a ``BackendError``, and whether the statement may have committed.
+
+        An ``ERROR`` the server answers with rolls the statement's transaction back, and a pool
+        that lent no connection sent nothing: certainly not recorded. A lost connection, or a
+        ``FATAL`` (which may come after the commit), leaves it unknown (``None``).
+        """
+        severity = getattr(getattr(error, "diag", None), "severity_nonlocalized", None)
+        recorded = False if severity == "ERROR" or isinstance(error, self._unsent) else None
+        return BackendError(f"the PostgreSQL backend of {self._owner} failed: {reason(error)}", recorded=recorded)
+
+    def _forked(self) -> BackendError:
+        return BackendError(
+            f"{self._owner} was made in process {self._process}, before a fork: its pool's connections are"
+            " that process's, and this one must open its own pool and bucket",
+            recorded=False,
+        )
 
     async def _call(self, statement: q.Prepared, texts: list[str]) -> bytes:
         if self._native is None:
@@ -505,6 +537,12 @@ def _name(item: RateItem) -> str:
         raise ValueError(f"item names stored in PostgreSQL cannot hold NUL characters, got {item.name!r}")
     return name
 
+
+# This process's id, updated in a forked child: a pool made before the fork is never used after it
+# (one comparison per call, not a getpid system call).
+_PROCESS = [os.getpid()]
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=lambda: _PROCESS.__setitem__(0, os.getpid()))
 
 _CURSOR = "_pyrate_limiter_cursor"  # where a connection keeps the cursor of _cursor
 
