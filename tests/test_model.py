@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from pyrate_limiter import Rate, RateItem
 
-from ._sync.bucket_kinds import ATOMIC, MAKERS
+from ._sync.bucket_kinds import ATOMIC, MAKERS, TELLS_REMAINING
 from .fake_clock import T0
 
 if TYPE_CHECKING:
@@ -124,7 +124,9 @@ class ReferenceBucket:
         return units[-1 - index] if 0 <= index < len(units) else None
 
 
-def machine_for(make: Callable[[], AbstractBucket], rates: list[Rate]) -> type[RuleBasedStateMachine]:
+def machine_for(
+    make: Callable[[], AbstractBucket], rates: list[Rate], tells_remaining: bool = True
+) -> type[RuleBasedStateMachine]:
     """A state machine driving a fresh bucket from ``make`` and the reference side by side."""
     intervals = [rate.interval for rate in rates]
     longest = max(intervals)
@@ -148,7 +150,8 @@ def machine_for(make: Callable[[], AbstractBucket], rates: list[Rate]) -> type[R
 
         def check_reserve(self, name: str, stamp: int, weight: int, max_delay: int | None) -> None:
             item = RateItem(name, stamp, weight)
-            delay, rate = self.bucket.reserve(item, max_delay)
+            verdict = self.bucket.reserve(item, max_delay)
+            delay, rate = verdict[0], verdict[1]
             decided, expected, refusing = self.model.reserve(name, stamp, weight, max_delay)
             assert (item.timestamp, delay) == (decided, expected)
             if refusing is None:
@@ -156,6 +159,9 @@ def machine_for(make: Callable[[], AbstractBucket], rates: list[Rate]) -> type[R
             else:
                 assert rate is not None
                 assert rates.index(rate) in refusing
+                # What each rate had left at the decision, from the same step.
+                left = tuple(max(r.limit - self.model.counted(decided, r), 0) for r in rates)
+                assert verdict[2:] == ((left,) if tells_remaining else ())
 
         @rule(name=NAMES, weight=weights)
         def put(self, name: str, weight: int) -> None:
@@ -226,4 +232,4 @@ def test_bucket_agrees_with_the_closed_window_rule_at_every_step(
     def make() -> AbstractBucket:
         return MAKERS[kind](rates, f"model-{uuid.uuid4().hex}", request)
 
-    run_state_machine_as_test(machine_for(make, rates), settings=SETTINGS)
+    run_state_machine_as_test(machine_for(make, rates, kind in TELLS_REMAINING), settings=SETTINGS)

@@ -37,7 +37,7 @@ class RecordingBucket(MultiprocessBucket):
     recorded: list[tuple[int, int]] = []  # noqa: RUF012 - per process, read by ``task``
 
     def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
-        delay, rate = super().reserve(item, max_delay)
+        delay, rate = (super().reserve(item, max_delay))[:2]
         if rate is None:
             RecordingBucket.recorded.append((item.timestamp + delay, item.weight))
         return delay, rate

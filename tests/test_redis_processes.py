@@ -30,7 +30,7 @@ def hammer(url: str, key: str, server_time: bool, max_delay: int | None, seed: i
         until = time.monotonic() + SECONDS
         while time.monotonic() < until:
             item = RateItem(f"p{seed}", clock.now(), rng.choice([1, 1, 2, 3]))
-            delay, rate = bucket.reserve(item, max_delay)
+            delay, rate = (bucket.reserve(item, max_delay))[:2]
             if rate is None:
                 admitted.append([item.timestamp + delay, item.weight, item.timestamp])
                 time.sleep(delay / 1000)  # what the limiter does: the slot is ours from then on

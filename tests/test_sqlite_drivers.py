@@ -19,7 +19,20 @@ if TYPE_CHECKING:
     from collections.abc import Generator
 
 # Statements the drivers and buckets use as they are, not per table.
-FIXED = {"begin", "commit", "rollback", "now", "wal", "synchronous", "database_list", "first_reaching", "counted_since"}
+FIXED = {
+    "begin",
+    "commit",
+    "rollback",
+    "now",
+    "wal",
+    "synchronous",
+    "busy_timeout",
+    "set_busy_timeout",
+    "database_list",
+    "first_reaching",
+    "counted_since",
+    "before_at",
+}
 
 
 def test_statements_are_the_blocks_between_markers_on_one_line_without_comments() -> None:
@@ -42,6 +55,7 @@ def test_the_sqlite_file_holds_each_statement_the_bucket_uses_and_no_other() -> 
     assert table.flush == 'DELETE FROM "odd ""name"" {table}"'
     assert "n.cum + ?1 - 3 ORDER BY" in table.state
     assert "n.cum + ?1 - 7 ORDER BY" in table.state
+    assert table.befores.count("WHERE ts <= ?") == 2  # one per rate: ?1, ?2
 
 
 def select_thread() -> Generator[tuple[str, tuple[()]], list[Any], int]:

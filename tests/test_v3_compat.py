@@ -52,6 +52,8 @@ from .fake_clock import T0, FakeClock
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from pyrate_limiter._rate import Verdict
+
 # Every public name `from pyrate_limiter import *` gave in 3.9.0 (its own, not re-exported stdlib).
 V3_NAMES = [
     "AbstractBucket", "AbstractClock", "BucketAsyncWrapper", "BucketFactory", "BucketFullException",
@@ -410,7 +412,7 @@ async def test_an_acquire_cancelled_while_its_thread_decides_counts_once(tmp_pat
     entered, go = threading.Event(), threading.Event()
 
     class SlowBucket(SQLiteBucket):
-        def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+        def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
             entered.set()
             go.wait(10)
             return super().reserve(item, max_delay)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -11,14 +12,17 @@ from pyrate_limiter._window import NEVER, SlidingLog
 
 from .windows import assert_windows_hold
 
+if TYPE_CHECKING:
+    from pyrate_limiter._rate import Verdict
+
 
 def test_out_of_order_items_are_inserted_in_place() -> None:
     log = SlidingLog([Rate(3, 1000)])
-    assert log.reserve(RateItem("b", 110, 1), None) == (0, None)
-    assert log.reserve(RateItem("a", 100, 1), None) == (0, None)  # a caller whose clock lags
+    assert (log.reserve(RateItem("b", 110, 1), None))[:2] == (0, None)
+    assert (log.reserve(RateItem("a", 100, 1), None))[:2] == (0, None)  # a caller whose clock lags
     assert log.peek(0) == ("b", 110)
     assert log.peek(1) == ("a", 100)
-    assert log.reserve(RateItem("c", 105, 1), None) == (0, None)
+    assert (log.reserve(RateItem("c", 105, 1), None))[:2] == (0, None)
     assert log.reserve(RateItem("d", 120, 1), None)[1] is not None
     assert log.count() == 3
 
@@ -34,7 +38,7 @@ def test_admitted_entries_respect_every_window_exactly() -> None:
         stamp = t - rng.randint(0, 3)
         weight = rng.randint(1, 3)
         item = RateItem("k", stamp, weight)
-        delay, rate = log.reserve(item, rng.choice([None, 0, 300]))
+        delay, rate = (log.reserve(item, rng.choice([None, 0, 300])))[:2]
         if rate is None:
             recorded.append((item.timestamp + delay, weight))  # restamped if it came too late
     recorded.sort()
@@ -45,7 +49,7 @@ def test_admitted_entries_respect_every_window_exactly() -> None:
 
 def test_heavier_than_limit_never_fits() -> None:
     log = SlidingLog([Rate(3, 1000), Rate(10, 5000)])
-    assert log.reserve(RateItem("k", 0, 4), 10**9) == (NEVER, Rate(3, 1000))
+    assert (log.reserve(RateItem("k", 0, 4), 10**9))[:2] == (NEVER, Rate(3, 1000))
     assert log.waiting(0, 4) == NEVER
     assert log.count() == 0
 
@@ -53,7 +57,7 @@ def test_heavier_than_limit_never_fits() -> None:
 def test_compaction_keeps_counts_and_windows() -> None:
     log = SlidingLog([Rate(2, 10)])
     for t in range(0, 200_000, 11):  # each item frees its room 11 ms after its stamp
-        assert log.reserve(RateItem("k", t, 2), None) == (0, None)
+        assert (log.reserve(RateItem("k", t, 2), None))[:2] == (0, None)
     assert log.count() == 2
     assert log.reserve(RateItem("k", 199_995, 1), None)[1] is not None
     assert log.leak(10**9) == 2
@@ -62,11 +66,11 @@ def test_compaction_keeps_counts_and_windows() -> None:
 
 def test_a_late_item_never_reaches_back_over_trimmed_entries() -> None:
     log = SlidingLog([Rate(3, 1000)])
-    assert log.reserve(RateItem("a", 0, 2), None) == (0, None)
-    assert log.reserve(RateItem("c", 1001, 1), None) == (0, None)  # trims "a"
+    assert (log.reserve(RateItem("a", 0, 2), None))[:2] == (0, None)
+    assert (log.reserve(RateItem("c", 1001, 1), None))[:2] == (0, None)  # trims "a"
     # Stamped at 1000, when "a" still counted: judged, recorded and restamped at 1001 instead.
     late = RateItem("d", 1000, 2)
-    assert log.reserve(late, None) == (0, None)
+    assert (log.reserve(late, None))[:2] == (0, None)
     assert late.timestamp == 1001
     assert log.peek(0) == ("d", 1001)
     assert log.reserve(RateItem("e", 1000, 1), None)[1] is not None
@@ -76,10 +80,10 @@ def test_a_late_item_never_reaches_back_over_trimmed_entries() -> None:
 def test_a_flushed_log_limits_from_scratch_after_trims() -> None:
     log = SlidingLog([Rate(2, 10)])
     for t in (0, 11, 22):  # each trims the one before: the trimmed weight grows
-        assert log.reserve(RateItem("k", t, 2), None) == (0, None)
+        assert (log.reserve(RateItem("k", t, 2), None))[:2] == (0, None)
     log.flush()
-    assert log.reserve(RateItem("k", 30, 2), None) == (0, None)
-    assert log.reserve(RateItem("k", 30, 1), None) == (11, Rate(2, 10))
+    assert (log.reserve(RateItem("k", 30, 2), None))[:2] == (0, None)
+    assert log.reserve(RateItem("k", 30, 1), None) == (11, Rate(2, 10), (0,))
     assert log.count() == 2
 
 
@@ -113,7 +117,7 @@ class NaiveLog:
             self.floor = max(e[0] for e in gone) + self.longest + 1
             self.entries = [e for e in self.entries if e[0] > horizon]
 
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         name, weight = item.name, item.weight
         now = t = item.timestamp = item.timestamp if self.floor is None else max(item.timestamp, self.floor)
         self.trim(now - self.longest - 1)
@@ -124,7 +128,13 @@ class NaiveLog:
         if at != NEVER and max_delay is not None and at - t <= max_delay:
             self.insert(at, weight, name)
             return at - t, None
-        return (NEVER if at == NEVER else at - t), rate
+        return (NEVER if at == NEVER else at - t), rate, self.remaining(now)
+
+    def remaining(self, t: int) -> tuple[int, ...]:
+        """Units each rate has left at ``t``: its limit less what counts there, reservations included."""
+        return tuple(
+            max(rate.limit - sum(w for ts, w, _ in self.entries if ts >= t - rate.interval), 0) for rate in self.rates
+        )
 
     def insert(self, at: int, weight: int, name: str) -> None:
         i = len([e for e in self.entries if e[0] <= at])

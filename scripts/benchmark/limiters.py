@@ -68,11 +68,12 @@ def async_limiter(pl: Any, argument: Any, **kwargs: Any) -> Any:
     return (pl.AsyncLimiter if ours(pl) else pl.Limiter)(argument, **kwargs)
 
 
-def build(pl: Any, p: Row, rates: list[Any], stack: contextlib.ExitStack) -> tuple[Any, Any]:
-    """A sync limiter on ``p["backend"]`` and its client (Redis) or ``None``; cleanup goes on ``stack``."""
+def build(pl: Any, p: Row, rates: list[Any], stack: contextlib.ExitStack, **options: Any) -> tuple[Any, Any]:
+    """A sync limiter on ``p["backend"]``, made with ``options``, and its client (Redis) or ``None``;
+    cleanup goes on ``stack``."""
     backend, client = p["backend"], None
     if backend == "memory":
-        return pl.Limiter(rates), None
+        return pl.Limiter(rates, **options), None
     if backend == "redis":
         import redis
 
@@ -88,7 +89,7 @@ def build(pl: Any, p: Row, rates: list[Any], stack: contextlib.ExitStack) -> tup
 
         pool = stack.enter_context(ConnectionPool(p["dsn"], min_size=1, max_size=2, open=True))
         bucket = pl.PostgresBucket(pool, unique("bench"), rates, **postgres_options(pl, p))
-    limiter = pl.Limiter(bucket)
+    limiter = pl.Limiter(bucket, **options)
     stack.callback(limiter.dispose, bucket)  # before its connection closes: the leak thread must let go
     return limiter, client
 

@@ -10,6 +10,9 @@ from .measure import Row
 
 Round = list[Row] | str  # a round's rows, or why it could not run
 Target = tuple[str, float]
+PER_KEY_NAMES = 1_000_000
+"""New names the per-key memory row acquires once each: ~12 s on the 2-core box (~9 us to make a name's
+log, ~3 us to leak it), most of what the decision API's rows add to a run; ``--quick`` takes a tenth."""
 
 
 @dataclass
@@ -81,6 +84,17 @@ def specs(quick: bool) -> list[Spec]:
             floor_kind="postgres tasks",
         ),
     ]
+    # The decision API, ours only; three rounds: each ratio is already the median of alternating chunks.
+    for backend in ("memory", "redis", "sqlite"):
+        labels = [f"state() on a full bucket, {backend}", f"state / refused time, {backend}"]
+        rows.append(s("state", {"backend": backend}, labels, [None, ("max", 1)], upstream=False, rounds=3))
+    for mode in ("sync", "async"):
+        labels = [f"reserve()+cancel(), memory {mode}", f"reserve()+cancel(): units left, {mode}"]
+        rows.append(s("reserve", {**mem, "mode": mode}, labels, [None, ("max", 0)], upstream=False, rounds=3))
+    names = PER_KEY_NAMES // 10 if quick else PER_KEY_NAMES
+    labels = [f"per_key, {names:,} names: RSS peak", f"per_key, {names:,} names: RSS after leak+trim"]
+    freed: list[Target | None] = [None, ("max", 5)]  # MiB after the leak, over the fresh worker's
+    rows.append(s("per_key_memory", {"n": names}, labels, freed, floored=False, upstream=False, rounds=1, fresh=True))
     for weight in (1, 100):
         counts: Row = {"weight": weight, "n": n}
         rows.append(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .accuracy import sc_accuracy
 from .curve_points import pt_entries, pt_keys, pt_tasks, pt_threads, pt_weight
+from .decisions import sc_per_key_memory, sc_reserve, sc_state
 from .floors import floor_memory, floor_postgres, floor_postgres_tasks, floor_redis, floor_sqlite
 from .scenarios import (
     sc_acquire,
@@ -47,6 +48,9 @@ SCENARIOS: dict[str, Callable[[Any, Row], list[Row]]] = {
     "weight": sc_weight,
     "waiter": sc_waiter,
     "accuracy": sc_accuracy,
+    "state": sc_state,
+    "reserve": sc_reserve,
+    "per_key_memory": sc_per_key_memory,
     "floor memory": floor_memory,
     "floor redis": floor_redis,
     "floor sqlite": floor_sqlite,

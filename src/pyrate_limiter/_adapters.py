@@ -16,7 +16,7 @@ from ._sync import AbstractBucket, BucketFactory
 from ._v3 import BucketAsyncWrapper
 
 if TYPE_CHECKING:
-    from ._rate import Rate, RateItem
+    from ._rate import Rate, RateItem, Verdict
 
 
 class AsyncFactory(AsyncBucketFactory):
@@ -125,9 +125,9 @@ class _AsyncMethods(AsyncAbstractBucket):
             return int(await awaited(self.bucket.waiting(item)))
         return await super().waiting(item)
 
-    async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    async def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         if _own(self.bucket, "reserve"):
-            result: tuple[int, Rate | None] = await awaited(self.bucket.reserve(item, max_delay))
+            result: Verdict = await awaited(self.bucket.reserve(item, max_delay))
             return result
         return await super().reserve(item, max_delay)
 

@@ -179,11 +179,29 @@ class _FollowingLimiter(Limiter):
 
         return with_mapping
 
-    def _reserve(self, name: str, weight: int, max_delay: Any, *, raising: bool) -> Any:
+    def _place(self, name: str, weight: int, max_delay: Any, raising: bool) -> Any:
         try:
-            return super()._reserve(name, weight, max_delay, raising=raising)
+            return super()._place(name, weight, max_delay, raising)
         except _Deferred as deferred:
             raise _not_v3(deferred, "reserve() and acquire()") from None
+
+    def pause(self, name: str, ms: float) -> int:
+        try:
+            return super().pause(name, ms)
+        except _Deferred as deferred:
+            raise _not_v3(deferred, "pause()") from None
+
+    def pause_until(self, name: str, stamp: int) -> int:
+        try:
+            return super().pause_until(name, stamp)
+        except _Deferred as deferred:
+            raise _not_v3(deferred, "pause_until()") from None
+
+    def paused_until(self, name: str) -> int:
+        try:
+            return super().paused_until(name)
+        except _Deferred as deferred:
+            raise _not_v3(deferred, "paused_until()") from None
 
     def state(self, name: str, weight: int = 1) -> Any:
         try:

@@ -12,6 +12,7 @@ class _Refusal(Exception):
     """What both refusals carry first in ``args``: the item, and the rate that refused it."""
 
     args: tuple[Any, ...]
+    _REMAINING = 99  # where in ``args`` the units left per rate are: set by each kind
 
     @property
     def item(self) -> RateItem:
@@ -21,16 +22,24 @@ class _Refusal(Exception):
     def rate(self) -> Rate:
         return self.args[1]  # type: ignore[no-any-return]
 
+    @property
+    def remaining(self) -> tuple[int, ...] | None:
+        """Units each rate of the bucket had left at the decision, in the bucket's order, from the
+        same atomic step; ``None`` from a bucket that cannot tell (one written against v3)."""
+        args = self.args
+        return args[self._REMAINING] if len(args) > self._REMAINING else None
+
 
 class BucketFullException(_Refusal):
     """An item did not fit and the limiter was not allowed to wait for it.
 
-    ``BucketFullException(item, rate[, wait])``: kept in ``args`` only, with no ``__init__`` of
-    ours and the message built when read, so that raising costs little more than returning
-    ``False``. ``meta_info`` keeps the keys the v3 docs show; the wait is ``retry_after_ms``.
+    ``BucketFullException(item, rate[, wait[, remaining]])``: kept in ``args`` only, with no
+    ``__init__`` of ours and the message built when read, so that raising costs little more than
+    returning ``False``. ``meta_info`` has the keys the v3 docs show, and the decision's numbers.
     """
 
     args: tuple[Any, ...]
+    _REMAINING = 3
 
     @property
     def retry_after_ms(self) -> int | None:
@@ -40,13 +49,16 @@ class BucketFullException(_Refusal):
 
     @property
     def meta_info(self) -> dict[str, Any]:
-        """``error``, ``name``, ``weight`` and ``rate`` of the refused item."""
+        """``error``, ``name``, ``weight`` and ``rate`` of the refused item (v3's keys), then
+        ``retry_after_ms`` and ``remaining`` (see those properties)."""
         rate = str(self.rate)
         return {
             "error": f"Bucket for item={self.item.name} with Rate {rate} is already full",
             "name": self.item.name,
             "weight": self.item.weight,
             "rate": rate,
+            "retry_after_ms": self.retry_after_ms,
+            "remaining": self.remaining,
         }
 
     def __str__(self) -> str:
@@ -56,34 +68,38 @@ class BucketFullException(_Refusal):
 class LimiterDelayException(_Refusal):
     """An item would fit only after a longer wait than ``max_delay`` allows.
 
-    ``LimiterDelayException(item, rate, actual_delay, max_delay)``, kept in ``args`` like
-    ``BucketFullException``.
+    ``LimiterDelayException(item, rate, actual_delay, max_delay[, remaining])``, kept in ``args``
+    like ``BucketFullException``.
     """
 
-    args: tuple[RateItem, Rate, int, int]
+    args: tuple[Any, ...]
+    _REMAINING = 4
 
     @property
     def actual_delay(self) -> int:
-        return self.args[2]
+        return self.args[2]  # type: ignore[no-any-return]
 
     @property
     def retry_after_ms(self) -> int:
         """``actual_delay``, by the name ``BucketFullException`` has too."""
-        return self.args[2]
+        return self.args[2]  # type: ignore[no-any-return]
 
     @property
     def max_delay(self) -> int:
-        return self.args[3]
+        return self.args[3]  # type: ignore[no-any-return]
 
     @property
     def meta_info(self) -> dict[str, Any]:
-        """``name``, ``weight``, ``rate``, ``max_delay`` and ``actual_delay`` (ms) of the refused item."""
+        """``name``, ``weight``, ``rate``, ``max_delay`` and ``actual_delay`` (ms) of the refused item
+        (v3's keys), then ``retry_after_ms`` and ``remaining``."""
         return {
             "name": self.item.name,
             "weight": self.item.weight,
             "rate": str(self.rate),
             "max_delay": self.max_delay,
             "actual_delay": self.actual_delay,
+            "retry_after_ms": self.retry_after_ms,
+            "remaining": self.remaining,
         }
 
     def __str__(self) -> str:

@@ -94,10 +94,10 @@ class MultiprocessBucket(SQLiteBucket):
     def __reduce__(self) -> tuple[Any, ...]:
         return (_reopen, (type(self), self.rates, self.path, self._db.file.identity))
 
-    def _run(self, steps: Any, *, write: bool, check: bool = False) -> Any:
+    def _run(self, steps: Any, *, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
         if self._pid != os.getpid():
             self._after_fork()
-        return super()._run(steps, write=write, check=check)
+        return super()._run(steps, write=write, check=check, busy_ms=busy_ms)
 
     def _after_fork(self) -> None:
         with self._reopen_lock:
@@ -105,7 +105,7 @@ class MultiprocessBucket(SQLiteBucket):
                 return
             _INHERITED.append(self.conn)
             fresh = _reopen(type(self), self.rates, self.path, self._db.file.identity)
-            self.conn, self._db, self._ready = fresh.conn, fresh._db, fresh._ready
+            self.conn, self._db, self._ready, self._forks = fresh.conn, fresh._db, fresh._ready, fresh._forks
             self._owns_conn, fresh._owns_conn = True, False
             self._finalizer = None  # the file is the parent's
             self._pid = os.getpid()

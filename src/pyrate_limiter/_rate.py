@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 from itertools import pairwise
-from typing import Any
+from typing import Any, TypeAlias
 
 
 class Duration(IntEnum):
@@ -91,7 +91,27 @@ class RateItem:
 
 # Names already found good: checking one again is a set lookup. Cleared when full, never stale.
 VALID_NAMES: set[str] = set()
-_VALID_NAMES_MAX = 1 << 16
+_VALID_NAMES_MAX = 1 << 14
+
+
+Verdict: TypeAlias = "tuple[int, Rate | None] | tuple[int, Rate, tuple[int, ...]]"
+"""What a bucket's ``reserve`` decides: ``(delay, None)`` when recorded ``delay`` ms after the item's
+stamp; ``(wait, rate)`` when refused, ours adding ``remaining``: the units each rate had left at
+the decision, in the bucket's order (a v3-style bucket cannot tell)."""
+
+
+def check_pause(name: Any, until: Any) -> None:
+    """Refuse a pause every backend could not keep: ``name`` as ``check_name`` takes it, and an
+    end that is a timestamp in ms (an ``int`` from 0 to 2**62, the range of every backend's numbers).
+
+    :raises TypeError: a name of another type, or an end that is not an ``int``.
+    :raises ValueError: a name ``check_name`` refuses, or an end out of that range.
+    """
+    check_name(name)
+    if type(until) is not int:
+        raise TypeError(f"a pause ends at a timestamp in ms (an int), got {until!r}")
+    if not 0 <= until <= 2**62:
+        raise ValueError(f"a pause ends at a timestamp from 0 to 2**62 ms, got {until}")
 
 
 def check_name(name: Any) -> None:

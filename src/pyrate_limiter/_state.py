@@ -39,6 +39,20 @@ class LimitState:
 
 
 def limit_state(wait: int, usage: Usage) -> LimitState:
-    """The ``LimitState`` of a bucket's raw answer (``wait``: ``NEVER`` is -1)."""
+    """The ``LimitState`` of a bucket's raw answer (``wait``: ``NEVER`` is -1).
+
+    The last one made is handed out again for the very same answer (a bucket repeats its answer
+    object when asked again in the same ms): it is immutable, and making one costs more than
+    the bucket's reading.
+    """
+    global _last
+    last = _last  # one read: another thread may replace it meanwhile
+    if last[0] is usage and last[1] == wait:
+        return last[2]
     rates = tuple(RateState(rate, used, max(rate.limit - used, 0), reset) for rate, used, reset in usage)
-    return LimitState(None if wait < 0 else wait, rates)
+    state = LimitState(None if wait < 0 else wait, rates)
+    _last = (usage, wait, state)
+    return state
+
+
+_last: tuple[object, int, LimitState] = (None, 0, LimitState(0, ()))

@@ -29,7 +29,7 @@ from ._drivers.redis import SCRIPT as REDIS_SCRIPT
 from ._sync.buckets.in_memory import InMemoryBucket
 
 if TYPE_CHECKING:
-    from ._rate import Rate, RateItem
+    from ._rate import Rate, RateItem, Verdict
     from ._sync.buckets.base import AbstractBucket
 
 ItemMapping = Callable[..., tuple[str, int]]
@@ -101,7 +101,7 @@ class BucketAsyncWrapper(AsyncAbstractBucket):
             # coroutine deep like AsyncInMemoryBucket's, on the path of every acquire.
             decide = bucket._log.reserve
 
-            async def reserve(item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+            async def reserve(item: RateItem, max_delay: int | None) -> Verdict:
                 return decide(item, max_delay)
 
             self.reserve = reserve  # type: ignore[method-assign]
@@ -125,8 +125,8 @@ class BucketAsyncWrapper(AsyncAbstractBucket):
     async def put(self, item: RateItem) -> bool:
         return bool(await self._call(self.bucket.put, item))
 
-    async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
-        result: tuple[int, Rate | None] = await self._call(self.bucket.reserve, item, max_delay)
+    async def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
+        result: Verdict = await self._call(self.bucket.reserve, item, max_delay)
         return result
 
     async def release(self, item: RateItem) -> None:

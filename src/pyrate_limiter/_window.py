@@ -22,6 +22,9 @@ PostgreSQL run the same steps server-side):
   that lagged) counts as arriving at that point, since its own window would reach back over
   entries that are gone. The item is then restamped with that time, and any delay counts
   from it.
+* A pause (server feedback: ``pause_until``) ends at ``P``: an item stamped ``t < P`` fits at
+  the earliest time ``>= P`` by the rule above, and waits from ``t`` (no restamp: unlike the
+  floor, a pause is the caller's to sit out). Pauses only lengthen: the end kept is the latest.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ._rate import Rate, RateItem
+    from ._rate import Rate, RateItem, Verdict
 
 NEVER = -1
 """The wait reported for an item heavier than some rate's limit: it can never fit."""
@@ -101,6 +104,7 @@ _COMPACT_AT = 4096
 _INT64 = "l" if array("l").itemsize == 8 else "q"
 _ADMITTED = (0, None)
 _NO_FLOOR = -(2**62)
+_NO_PAUSE = -(2**62)
 _NEVER_TRIM = 2**62
 _EMPTY = 2**62  # the newest timestamp of an empty log: no item is newer, so the first is inserted
 
@@ -120,26 +124,32 @@ class SlidingLog:
         "_cum",
         "_floor",
         "_head",
+        "_holding",
         "_lock",
         "_longest",
         "_names",
         "_newest",
+        "_paused",
         "_rates",
         "_room",
         "_roomy",
+        "_seen",
         "_total",
         "_trim_at",
         "_ts",
     )
 
-    def __init__(self, rates: list[Rate]) -> None:
+    def __init__(self, rates: list[Rate], *, guarded: bool = False) -> None:
+        """:param guarded: every call is made under its owner's lock, which the owner registers
+        with ``hold_at_fork`` (the keyed bucket: a million logs then cost the fork registry nothing)."""
         self._rates = [(rate.limit, span(rate.interval), rate) for rate in rates]
         self._longest = max(span(rate.interval) for rate in rates)  # a span, like every length here
         self._room = min(rate.limit for rate in rates)  # below this much weight, every rate has room
         # threading.Lock in both variants: no await happens while it is held, and the sync
         # twin is used from caller threads and the factory's leak thread at once.
         self._lock = threading.Lock()
-        _LOGS.add(self)  # so that fork() never copies it mid-decision: see _hold_every_lock
+        if not guarded:
+            hold_at_fork(self)
         self._ts = array(_INT64)
         self._cum = array(_INT64)
         self._names: list[Any] = []
@@ -150,18 +160,23 @@ class SlidingLog:
         self._roomy = self._room  # up to this total, every rate has room: base + room
         self._newest = _EMPTY  # timestamp of the newest entry; an empty log takes the slow path
         self._trim_at = _NEVER_TRIM  # the oldest entry's timestamp + longest
-        # (weight, earliest fit, rate) of the last refusal: valid until the log changes, it spares
-        # a full bucket's stream of refusals the search.
-        self._blocked: tuple[int, int, Rate] | None = None
+        self._paused = _NO_PAUSE  # nothing is admitted before this: the latest end set, kept until flush
+        self._holding = False  # a pause may still hold: _roomy is -1, so no item takes the fast path
+        # (weight, until, earliest fit, rate, remaining, since) of the last refusal, made at ``since``:
+        # valid until the log changes or, at ``until``, a unit frees; it spares a full bucket's
+        # stream of refusals the search.
+        self._blocked: tuple[int, int, int, Rate, tuple[int, ...], int] | None = None
+        # (t, weight, total, answer) of the last state(): asked again in the same ms of an unchanged log.
+        self._seen: tuple[int, int, int, tuple[int, list[tuple[Rate, int, int]]]] | None = None
 
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         """Record ``item`` at the earliest time it fits, if that is within ``max_delay``.
 
         An item stamped behind the floor is first restamped to the floor (see the module's rule).
 
-        :return: ``(delay, None)`` when recorded at ``item.timestamp + delay``; ``(wait, rate)``
-            when not, with the wait it would have needed (``NEVER`` if it cannot fit) and the rate
-            that refused it.
+        :return: ``(delay, None)`` when recorded at ``item.timestamp + delay``; ``(wait, rate,
+            remaining)`` when not, with the wait it would have needed (``NEVER`` if it cannot fit),
+            the rate that refused it and the units each rate has left at ``t``.
         """
         t, weight = item.timestamp, item.weight
         # acquire/release rather than `with`: half the cost, on the path every acquire takes.
@@ -184,18 +199,26 @@ class SlidingLog:
                 return _ADMITTED
             rate: Rate | None
             blocked = self._blocked
-            if blocked is not None and blocked[0] == weight and t < blocked[1]:
-                at, rate = blocked[1], blocked[2]  # refused as last time: the log has not changed
+            if blocked is not None and blocked[0] == weight and blocked[5] <= t < blocked[1]:
+                # Refused as last time: the log has not changed, nor has any unit freed since (an
+                # earlier stamp's windows reach further back: they may hold more).
+                at, rate, remaining = blocked[2], blocked[3], blocked[4]
             else:
-                at, rate = self._earliest(t, weight)
-                if rate is None:  # fits, behind the newest entry or into an empty log
+                if self._holding and t >= self._paused:  # over: the fast path is back
+                    self._holding = False
+                    self._refresh()
+                at, rate = self._earliest(max(t, self._paused), weight)
+                if at == t:  # fits, behind the newest entry or into an empty log
                     self._insert(item.name, t, weight)
                     return _ADMITTED
-                self._blocked = (weight, at, rate)
+                if rate is None:  # room at once, but for the pause
+                    rate = self._rates[0][2]
+                remaining, frees = self._remaining(t)
+                self._blocked = (weight, frees if at == NEVER else min(at, frees), at, rate, remaining, t)
             if at != NEVER and max_delay is not None and at - t <= max_delay:
                 self._insert(item.name, at, weight)
                 return at - t, None
-            return (NEVER if at == NEVER else at - t), rate
+            return (NEVER if at == NEVER else at - t), rate, remaining
         finally:
             lock.release()
 
@@ -205,7 +228,7 @@ class SlidingLog:
         Counted from ``t`` itself, also for a stamp behind the floor: nothing fits before it.
         """
         with self._lock:
-            at, _ = self._earliest(max(t, self._floor), weight)
+            at, _ = self._earliest(max(t, self._floor, self._paused), weight)
             return NEVER if at == NEVER else at - t
 
     def state(self, t: int, weight: int) -> tuple[int, list[tuple[Rate, int, int]]]:
@@ -215,7 +238,10 @@ class SlidingLog:
         oldest of them frees its room at its stamp plus the span.
         """
         with self._lock:
-            at, _ = self._earliest(max(t, self._floor), weight)
+            seen = self._seen
+            if seen is not None and seen[0] == t and seen[1] == weight and seen[2] == self._total:
+                return seen[3]  # an append changes the total; any other change clears _seen
+            at, _ = self._earliest(max(t, self._floor, self._paused), weight)
             ts, cum, head = self._ts, self._cum, self._head
             usage = []
             for _, stamps, rate in self._rates:
@@ -224,7 +250,21 @@ class SlidingLog:
                 used = self._total - before
                 # The oldest unit counted: the first entry past ``before`` (one of weight 0 holds none).
                 usage.append((rate, used, ts[bisect_right(cum, before, i)] + stamps - t if used else 0))
-            return (NEVER if at == NEVER else at - t), usage
+            answer = (NEVER if at == NEVER else at - t), usage
+            self._seen = (t, weight, self._total, answer)
+            return answer
+
+    def pause(self, until: int) -> int:
+        """Admit nothing before ``until``; a later end already set stays. Returns the end in force."""
+        with self._lock:
+            if until > self._paused:
+                self._paused, self._holding = until, True
+                self._refresh()
+            return self._paused
+
+    def paused(self) -> int:
+        """The end of the latest pause (past or to come); 0 when none was set since the log was made or flushed."""
+        return max(0, self._paused)
 
     def release(self, name: Any, at: int, weight: int) -> bool:
         """Remove one entry recorded at ``at`` with ``weight`` and ``name``: a reservation given back."""
@@ -266,7 +306,7 @@ class SlidingLog:
         with self._lock:
             del self._ts[:], self._cum[:], self._names[:]
             self._head = self._base = 0
-            self._floor = _NO_FLOOR
+            self._floor, self._paused, self._holding = _NO_FLOOR, _NO_PAUSE, False
             self._refresh()
 
     # -- helpers, called with the lock held --------------------------------------------------
@@ -285,6 +325,18 @@ class SlidingLog:
             if fits > at:
                 at, blocking = fits, rate
         return at, blocking
+
+    def _remaining(self, t: int) -> tuple[tuple[int, ...], int]:
+        """Units each rate has left at ``t``, and the first time after ``t`` one of them frees."""
+        ts, cum, head, total = self._ts, self._cum, self._head, self._total
+        remaining, frees = [], _NEVER_TRIM
+        for limit, stamps, _ in self._rates:
+            i = bisect_right(ts, t - stamps, head)  # the first entry that counts at t
+            before = cum[i - 1] if i > head else self._base
+            remaining.append(max(limit - (total - before), 0))
+            if total > before:
+                frees = min(frees, ts[bisect_right(cum, before, i)] + stamps)
+        return tuple(remaining), frees
 
     def _insert(self, name: Any, at: int, weight: int) -> None:
         """Record an entry in timestamp order: a reservation, or an item from a lagging clock."""
@@ -312,8 +364,8 @@ class SlidingLog:
 
     def _refresh(self) -> None:
         """Re-read the cached ends of the log after a change other than an append."""
-        self._blocked = None
-        self._roomy = self._base + self._room
+        self._blocked = self._seen = None
+        self._roomy = -1 if self._holding else self._base + self._room  # a pause: no fast path
         if len(self._ts) > self._head:
             self._total = self._cum[-1]
             self._newest = self._ts[-1]
@@ -328,8 +380,13 @@ class SlidingLog:
 # changed: the child would hang, or decide from a broken log. Every log's lock is taken just
 # before a fork (each is held only for a decision, never across I/O or a wait) and released
 # after it, in the parent and in the child alike.
-_LOGS: weakref.WeakSet[SlidingLog] = weakref.WeakSet()
-_FORKING: list[SlidingLog] = []
+_LOGS: weakref.WeakSet[Any] = weakref.WeakSet()
+_FORKING: list[Any] = []
+
+
+def hold_at_fork(owner: Any) -> None:
+    """Take ``owner._lock`` (a ``threading.Lock`` never held across I/O or a wait) around every fork."""
+    _LOGS.add(owner)
 
 
 def _hold_every_lock() -> None:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from pyrate_limiter import Rate, RateItem
+    from pyrate_limiter._rate import Verdict
 
 
 # Where in a millisecond (ns past its start) workers begin: late, so that the first window fills
@@ -47,12 +48,12 @@ class RecordingBucket(AsyncAbstractBucket):
         self.decided: dict[str, int] = {}
         self.stored: dict[str, int] = {}
 
-    async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
-        delay, rate = await self.inner.reserve(item, max_delay)
+    async def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
+        verdict = await self.inner.reserve(item, max_delay)
         self.decided[item.name] = item.timestamp  # the bucket may have restamped it
-        if rate is None:
-            self.stored[item.name] = item.timestamp + delay
-        return delay, rate
+        if verdict[1] is None:
+            self.stored[item.name] = item.timestamp + verdict[0]
+        return verdict
 
     async def put(self, item: RateItem) -> bool:
         return await self.inner.put(item)
@@ -74,6 +75,12 @@ class RecordingBucket(AsyncAbstractBucket):
 
     async def waiting(self, item: RateItem) -> int:
         return await self.inner.waiting(item)
+
+    async def pause_until(self, name: str, until: int) -> int:
+        return await self.inner.pause_until(name, until)
+
+    async def paused_until(self, name: str) -> int:
+        return await self.inner.paused_until(name)
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -39,7 +39,8 @@ async def test_full_bucket_raises_with_the_documented_meta_info() -> None:
         await limiter.try_acquire(5)  # type: ignore[arg-type]
     message = "Bucket for item=5 with Rate limit=5/2.0s is already full"
     assert str(caught.value) == message
-    assert caught.value.meta_info == {"error": message, "name": 5, "weight": 1, "rate": "limit=5/2.0s"}
+    v3 = {"error": message, "name": 5, "weight": 1, "rate": "limit=5/2.0s"}
+    assert caught.value.meta_info == {**v3, "retry_after_ms": 2001, "remaining": (0,)}  # v3's keys, then ours
 
 
 async def test_full_bucket_returns_false_when_not_raising() -> None:
@@ -63,6 +64,8 @@ async def test_too_long_a_wait_raises_delay_exception_with_the_exact_delay() -> 
         "rate": "limit=3/1.0s",
         "max_delay": 200,
         "actual_delay": 901,
+        "retry_after_ms": 901,
+        "remaining": (1,),
     }
     assert str(caught.value).startswith("Actual delay exceeded allowance: actual=901, allowed=200")
 

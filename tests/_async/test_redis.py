@@ -17,6 +17,7 @@ from pyrate_limiter import (
     BackendError,
     BucketFullException,
     Duration,
+    LimiterHooks,
     Rate,
     RateItem,
 )
@@ -128,15 +129,26 @@ async def test_weight_costs_no_extra_commands(client: Any, admin: redis.Redis) -
     assert await heavy.count() == 200_001
 
 
-async def test_a_delayed_acquire_is_one_round_trip(client: Any, admin: redis.Redis) -> None:
+class CountingWaits(LimiterHooks):
+    def __init__(self) -> None:
+        self.waits = 0
+
+    def waiting(self, name: str, weight: int, delay_ms: int) -> None:
+        self.waits += 1
+
+
+async def test_a_delayed_acquire_is_one_round_trip_and_one_more_as_it_wakes(client: Any, admin: redis.Redis) -> None:
     bucket = AsyncRedisBucket([Rate(2, 50)], client, new_key())
-    limiter = AsyncLimiter(bucket, max_delay=1000)
+    waits = CountingWaits()
+    limiter = AsyncLimiter(bucket, max_delay=1000, hooks=[waits])
     assert await bucket.count() == 0  # connects outside the count
     await arun_blocking(admin.config_resetstat)
     for _ in range(6):
         assert await limiter.try_acquire("k")
     calls = await command_calls(admin)
-    assert calls["cmdstat_evalsha"] == 6
+    assert waits.waits >= 2
+    # A waiter that wakes reads the pause (one set while it slept moves it behind): paused_until.
+    assert calls["cmdstat_evalsha"] == 6 + waits.waits
     assert set(calls) <= {"cmdstat_evalsha", *(f"cmdstat_{c}" for c in _SCRIPT_COMMANDS)}
 
 
@@ -166,7 +178,7 @@ async def test_concurrent_waiters_keep_every_window_within_its_limit(client: Any
 
     async def worker(i: int) -> None:
         item = RateItem("k", T0 + i, 1 + i % 2)
-        delay, rate = await bucket.reserve(item, 10_000)
+        delay, rate = (await bucket.reserve(item, 10_000))[:2]
         assert rate is None
         admitted.append((item.timestamp + delay, item.weight))
 
@@ -223,7 +235,7 @@ async def test_every_key_expires_after_the_longest_interval_and_reservations(cli
     # The longest span (interval + 1) and a second of slack are needed; renewed one span ahead.
     for name in keys:
         assert 5001 - 100 < await arun_blocking(admin.pttl, name) <= 5001 + 4001
-    assert await bucket.reserve(RateItem("k", T0 + 10), 3000) == (1991, None)
+    assert (await bucket.reserve(RateItem("k", T0 + 10), 3000))[:2] == (1991, None)
     for name in keys:
         assert 5001 + 1991 - 100 < await arun_blocking(admin.pttl, name) <= 5001 + 1991 + 4001
     assert len({key_slot(name.encode()) for name in keys}) == 1  # one hash tag: one cluster node
@@ -243,7 +255,7 @@ async def test_server_time_decides_at_the_servers_clock(client: Any, admin: redi
     assert newest is not None
     assert newest.timestamp == far_past.timestamp
     assert await bucket.leak(T0 * 5) == 0  # leaks at the server's clock too, not at the one given
-    delay, rate = await bucket.reserve(RateItem("d", 0), Duration.MINUTE + 1)
+    delay, rate = (await bucket.reserve(RateItem("d", 0), Duration.MINUTE + 1))[:2]
     assert rate is None
     assert 0 < delay <= Duration.MINUTE + 1  # the first items free their room a minute and 1 ms on
 
@@ -292,7 +304,7 @@ async def test_deleting_the_users_key_resets_the_bucket_completely(
         for _ in range(3):
             assert await bucket.put(RateItem("k", T0))
         # Waiting state too: a place reserved a minute ahead.
-        assert await bucket.reserve(RateItem("k", T0), 2 * Duration.MINUTE) == (Duration.MINUTE + 1, None)
+        assert (await bucket.reserve(RateItem("k", T0), 2 * Duration.MINUTE))[:2] == (Duration.MINUTE + 1, None)
         assert await bucket.waiting(RateItem("k", T0)) == Duration.MINUTE + 1
         assert await aresolve(bucket.redis.type(key)) == b"zset"
         assert await aresolve(bucket.redis.delete(key)) == 1

@@ -13,7 +13,7 @@ import pytest
 
 from pyrate_limiter import AsyncSQLiteBucket, BackendError, Duration, Rate, RateItem
 from pyrate_limiter._concurrency import aresolve
-from pyrate_limiter._drivers.sqlite import CHECK_EVERY
+from pyrate_limiter._drivers.sqlite_file import CHECK_EVERY
 from tests.sqlite_connections import close_connection, sqlite_connection
 
 if TYPE_CHECKING:

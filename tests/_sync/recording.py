@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from pyrate_limiter import Rate, RateItem
+    from pyrate_limiter._rate import Verdict
 
 
 # Where in a millisecond (ns past its start) workers begin: late, so that the first window fills
@@ -48,12 +49,12 @@ class RecordingBucket(AbstractBucket):
         self.decided: dict[str, int] = {}
         self.stored: dict[str, int] = {}
 
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
-        delay, rate = self.inner.reserve(item, max_delay)
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
+        verdict = self.inner.reserve(item, max_delay)
         self.decided[item.name] = item.timestamp  # the bucket may have restamped it
-        if rate is None:
-            self.stored[item.name] = item.timestamp + delay
-        return delay, rate
+        if verdict[1] is None:
+            self.stored[item.name] = item.timestamp + verdict[0]
+        return verdict
 
     def put(self, item: RateItem) -> bool:
         return self.inner.put(item)
@@ -75,6 +76,12 @@ class RecordingBucket(AbstractBucket):
 
     def waiting(self, item: RateItem) -> int:
         return self.inner.waiting(item)
+
+    def pause_until(self, name: str, until: int) -> int:
+        return self.inner.pause_until(name, until)
+
+    def paused_until(self, name: str) -> int:
+        return self.inner.paused_until(name)
 
     def close(self) -> None:
         self.inner.close()

@@ -41,7 +41,7 @@ def test_a_weight_beyond_every_limit_never_fits_on_any_backend(
     limiter = Limiter(bucket, clock=FakeClock(), max_delay=math.inf)
     with pytest.raises(BucketFullException):
         limiter.try_acquire("k", weight=weight)
-    assert bucket.reserve(RateItem("k", T0, weight), None) == (-1, rates[0])
+    assert (bucket.reserve(RateItem("k", T0, weight), None))[:2] == (-1, rates[0])
     assert bucket.waiting(RateItem("k", T0, weight)) == -1
     assert bucket.count() == 0
 

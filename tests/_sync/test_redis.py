@@ -18,6 +18,7 @@ from pyrate_limiter import (
     BackendError,
     BucketFullException,
     Duration,
+    LimiterHooks,
     Rate,
     RateItem,
 )
@@ -129,15 +130,26 @@ def test_weight_costs_no_extra_commands(client: Any, admin: redis.Redis) -> None
     assert heavy.count() == 200_001
 
 
-def test_a_delayed_acquire_is_one_round_trip(client: Any, admin: redis.Redis) -> None:
+class CountingWaits(LimiterHooks):
+    def __init__(self) -> None:
+        self.waits = 0
+
+    def waiting(self, name: str, weight: int, delay_ms: int) -> None:
+        self.waits += 1
+
+
+def test_a_delayed_acquire_is_one_round_trip_and_one_more_as_it_wakes(client: Any, admin: redis.Redis) -> None:
     bucket = RedisBucket([Rate(2, 50)], client, new_key())
-    limiter = Limiter(bucket, max_delay=1000)
+    waits = CountingWaits()
+    limiter = Limiter(bucket, max_delay=1000, hooks=[waits])
     assert bucket.count() == 0  # connects outside the count
     run_blocking(admin.config_resetstat)
     for _ in range(6):
         assert limiter.try_acquire("k")
     calls = command_calls(admin)
-    assert calls["cmdstat_evalsha"] == 6
+    assert waits.waits >= 2
+    # A waiter that wakes reads the pause (one set while it slept moves it behind): paused_until.
+    assert calls["cmdstat_evalsha"] == 6 + waits.waits
     assert set(calls) <= {"cmdstat_evalsha", *(f"cmdstat_{c}" for c in _SCRIPT_COMMANDS)}
 
 
@@ -167,7 +179,7 @@ def test_concurrent_waiters_keep_every_window_within_its_limit(client: Any) -> N
 
     def worker(i: int) -> None:
         item = RateItem("k", T0 + i, 1 + i % 2)
-        delay, rate = bucket.reserve(item, 10_000)
+        delay, rate = (bucket.reserve(item, 10_000))[:2]
         assert rate is None
         admitted.append((item.timestamp + delay, item.weight))
 
@@ -224,7 +236,7 @@ def test_every_key_expires_after_the_longest_interval_and_reservations(client: A
     # The longest span (interval + 1) and a second of slack are needed; renewed one span ahead.
     for name in keys:
         assert 5001 - 100 < run_blocking(admin.pttl, name) <= 5001 + 4001
-    assert bucket.reserve(RateItem("k", T0 + 10), 3000) == (1991, None)
+    assert (bucket.reserve(RateItem("k", T0 + 10), 3000))[:2] == (1991, None)
     for name in keys:
         assert 5001 + 1991 - 100 < run_blocking(admin.pttl, name) <= 5001 + 1991 + 4001
     assert len({key_slot(name.encode()) for name in keys}) == 1  # one hash tag: one cluster node
@@ -244,7 +256,7 @@ def test_server_time_decides_at_the_servers_clock(client: Any, admin: redis.Redi
     assert newest is not None
     assert newest.timestamp == far_past.timestamp
     assert bucket.leak(T0 * 5) == 0  # leaks at the server's clock too, not at the one given
-    delay, rate = bucket.reserve(RateItem("d", 0), Duration.MINUTE + 1)
+    delay, rate = (bucket.reserve(RateItem("d", 0), Duration.MINUTE + 1))[:2]
     assert rate is None
     assert 0 < delay <= Duration.MINUTE + 1  # the first items free their room a minute and 1 ms on
 
@@ -293,7 +305,7 @@ def test_deleting_the_users_key_resets_the_bucket_completely(
         for _ in range(3):
             assert bucket.put(RateItem("k", T0))
         # Waiting state too: a place reserved a minute ahead.
-        assert bucket.reserve(RateItem("k", T0), 2 * Duration.MINUTE) == (Duration.MINUTE + 1, None)
+        assert (bucket.reserve(RateItem("k", T0), 2 * Duration.MINUTE))[:2] == (Duration.MINUTE + 1, None)
         assert bucket.waiting(RateItem("k", T0)) == Duration.MINUTE + 1
         assert resolve(bucket.redis.type(key)) == b"zset"
         assert resolve(bucket.redis.delete(key)) == 1

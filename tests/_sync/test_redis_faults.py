@@ -115,3 +115,80 @@ def _count_or_none(bucket: RedisBucket) -> int | None:
         return bucket.count()
     except BackendError:
         return None
+
+
+# -- the server drops the connection, forgets the script, runs out of memory ------------------
+
+
+@pytest.fixture
+def admin(redis_url: str) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_url) as client:
+        yield client
+
+
+def quiet_bucket(redis_url: str, native_async_driver: bool) -> RedisBucket:
+    """A bucket whose client never retries: each fault reaches the caller."""
+    client = redis_client(redis_url, native_async_driver, retries=0)
+    made = RedisBucket(RATES, client, f"faults-{uuid.uuid4().hex}")
+    assert made.put(RateItem("warm", T0))  # the script cached and a connection open
+    return made
+
+
+def test_killed_connections_are_replaced_and_nothing_is_lost_or_doubled(
+    redis_url: str, native_async_driver: bool, admin: redis.Redis
+) -> None:
+    # redis-py's own retries (the default client): a call on a connection the server closed is sent
+    # again on a new one, and the call key makes sure that a resent call is recorded once.
+    client = redis_client(redis_url, native_async_driver)
+    bucket = RedisBucket(RATES, client, f"faults-{uuid.uuid4().hex}")
+    assert bucket.put(RateItem("warm", T0))
+    try:
+        admitted = 0
+        for _ in range(5):
+            admin.client_kill_filter(_type="normal", skipme=True)
+            admitted += bucket.put(RateItem("k", T0))  # the same bucket: a new connection
+        assert admitted == 5
+        assert bucket.count() == 1 + 5
+    finally:
+        bucket.flush()
+        resolve(close_client(bucket.redis))
+
+
+def test_a_flushed_script_is_loaded_again_without_the_caller_noticing(
+    redis_url: str, native_async_driver: bool, admin: redis.Redis
+) -> None:
+    bucket = quiet_bucket(redis_url, native_async_driver)
+    try:
+        admin.script_flush()
+        assert bucket.put(RateItem("k", T0, weight=2))
+        admin.script_flush()
+        assert (bucket.state(RateItem("k", T0)))[1][0][1] == 1 + 2
+        assert bucket.count() == 1 + 2
+    finally:
+        bucket.flush()
+        resolve(close_client(bucket.redis))
+
+
+def test_a_server_out_of_memory_refuses_clearly_records_nothing_and_recovers(
+    redis_url: str, native_async_driver: bool, admin: redis.Redis
+) -> None:
+    bucket = quiet_bucket(redis_url, native_async_driver)
+    limit, policy = (
+        str(admin.config_get("maxmemory")["maxmemory"]),
+        str(admin.config_get("maxmemory-policy")["maxmemory-policy"]),
+    )
+    try:
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)  # below what the server uses already: every write is refused
+        with pytest.raises(BackendError, match=rf"Redis.*{bucket.bucket_key}.*OutOfMemory") as failed:
+            bucket.put(RateItem("k", T0, weight=3))
+        assert failed.value.recorded is False
+    finally:
+        admin.config_set("maxmemory", limit)
+        admin.config_set("maxmemory-policy", policy)
+    try:
+        assert bucket.put(RateItem("k", T0, weight=3))
+        assert bucket.count() == 1 + 3  # nothing of the refused call
+    finally:
+        bucket.flush()
+        resolve(close_client(bucket.redis))

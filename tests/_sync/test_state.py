@@ -18,6 +18,7 @@ from pyrate_limiter import (
 )
 
 from ..fake_clock import T0, FakeClock
+from .bucket_kinds import TELLS_REMAINING
 
 if TYPE_CHECKING:
     from .conftest import CreateBucket
@@ -69,17 +70,24 @@ def test_per_key_state_of_an_unseen_name_makes_no_log() -> None:
     assert bucket.keys() == 0
 
 
-def test_a_refusal_carries_the_wait_its_decision_found(create_atomic_bucket: CreateBucket) -> None:
+def test_a_refusal_carries_the_wait_its_decision_found(
+    create_atomic_bucket: CreateBucket, atomic_kind: str
+) -> None:
+    left = (0, 2) if atomic_kind in TELLS_REMAINING else None
     limiter = Limiter(create_atomic_bucket(RATES), clock=FakeClock(T0))
     for _ in range(3):
         assert limiter.try_acquire("k")
     with pytest.raises(BucketFullException) as full:
         limiter.try_acquire("k")
     assert full.value.retry_after_ms == I + 1
-    assert set(full.value.meta_info) == {"error", "name", "weight", "rate"}  # v3's keys, unchanged
+    assert full.value.remaining == left  # both rates, from the same decision
+    info = full.value.meta_info
+    assert list(info) == ["error", "name", "weight", "rate", "retry_after_ms", "remaining"]  # v3's keys first
+    assert (info["retry_after_ms"], info["remaining"]) == (I + 1, left)
     with pytest.raises(BucketFullException) as never:
         limiter.try_acquire("k", weight=6)
     assert never.value.retry_after_ms is None
     with pytest.raises(LimiterDelayException) as delayed:
         limiter.try_acquire("k", max_delay=10)
     assert delayed.value.retry_after_ms == delayed.value.actual_delay == I + 1
+    assert delayed.value.remaining == left

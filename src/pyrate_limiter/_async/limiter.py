@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _hooks as report
 from .._concurrency import adecorate, ashielded, asleep
 from .._errors import BackendError, BucketFullException, LimiterDelayException
-from .._rate import VALID_NAMES, Rate, RateItem, check_name
+from .._rate import VALID_NAMES, Rate, RateItem, check_name, check_pause
 from .._state import LimitState, limit_state
 from .._window import FOREVER, NEVER
 from .buckets.base import AsyncAbstractBucket
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from .._hooks import LimiterHooks, OnBackendError
+    from .._rate import Verdict
     from .clocks import AsyncAbstractClock
     from .per_key import BucketFor
 
@@ -118,7 +119,7 @@ class AsyncLimiter:
             max_delay = _check_max_delay(max_delay)
         item, bucket = await self._route(name, weight)
         try:
-            delay, rate = await bucket.reserve(item, max_delay)
+            verdict = await bucket.reserve(item, max_delay)
         except TypeError as error:
             # The MRO, not isinstance: the compat layer registers each variant's buckets with the other's.
             if AsyncAbstractBucket in type(bucket).__mro__:
@@ -126,16 +127,41 @@ class AsyncLimiter:
             raise TypeError(f"{bucket!r} is a bucket of the other variant than {self!r}") from error
         except BackendError as error:
             return self._failed(item, bucket, error, self.raise_when_fail)
+        rate = verdict[1]
         if rate is None:
+            delay = verdict[0]
             if delay:
-                await self._wait_for(bucket, item, delay)
-            elif self._watching:
+                return await self._wait_for(bucket, item, delay, max_delay, self.raise_when_fail)
+            if self._watching:
                 self._admitted(item, 0)
             return True
-        self._refused(item, rate, delay)
+        self._refused(item, rate, verdict[0])
         if not self.raise_when_fail:
             return False
-        raise _refusal(item, rate, delay, max_delay)
+        raise _refusal(item, verdict, max_delay)
+
+    async def pause(self, name: str, ms: float) -> int:
+        """Admit nothing under ``name`` for ``ms`` from now, for every caller sharing its bucket's
+        backend (other processes and hosts too); a longer pause already set stays.
+
+        Callers already waiting for a place before its end move behind it, within their
+        ``max_delay``. The HTTP helpers call this on a 429 or 503 with ``Retry-After``.
+
+        :return: when the pause in force ends (a timestamp in ms on the limiter's clock).
+        """
+        if isinstance(ms, bool) or not isinstance(ms, int | float) or not 0 <= ms < math.inf:
+            raise (TypeError if not isinstance(ms, int | float) else ValueError)(
+                f"a pause lasts a finite number of ms >= 0, got {ms!r}"
+            )
+        check_name(name)
+        item, bucket = await self._route(name, 0)
+        return await self._pause(bucket, name, item.timestamp + math.ceil(ms))
+
+    async def pause_until(self, name: str, stamp: int) -> int:
+        """``pause`` up to ``stamp`` (ms on the limiter's clock, as ``Reservation.at``); returns the end in force."""
+        check_pause(name, stamp)
+        _, bucket = await self._route(name, 0)
+        return await self._pause(bucket, name, stamp)
 
     async def reserve(
         self, name: str, weight: int = 1, max_delay: float | None = _LIMITER_DEFAULT
@@ -156,17 +182,47 @@ class AsyncLimiter:
         """Where ``name`` stands, spending and reserving nothing: when an item of ``weight`` would
         fit (``retry_after_ms``: 0 now, ``None`` never) and each rate's ``used``, ``remaining`` and
         ``reset_ms``, read in one atomic step; ``try_acquire`` at that instant decides the same."""
-        check_name(name)
+        try:
+            known = name in VALID_NAMES  # one set lookup for a name seen before, as in try_acquire
+        except TypeError:
+            known = False
+        if not known:
+            check_name(name)
         if type(weight) is not int or weight < 0:
             raise (TypeError if type(weight) is not int else ValueError)(f"weight must be an int >= 0, got {weight!r}")
         item, bucket = await self._route(name, weight)
-        return limit_state(*await bucket.state(item))
+        wait, usage = await bucket.state(item)
+        return limit_state(wait, usage)
 
     def acquire(self, name: str, weight: int = 1, max_delay: float | None = _LIMITER_DEFAULT) -> AsyncAdmission:
         """``async with limiter.acquire(name, weight):`` runs the block once admitted (see ``AsyncAdmission``)."""
         return AsyncAdmission(self, name, weight, max_delay)
 
     async def _reserve(self, name: str, weight: int, max_delay: Any, *, raising: bool) -> AsyncReservation | None:
+        placed = await self._place(name, weight, max_delay, raising)
+        if placed is None:
+            return None
+        item, bucket, delay, _, decided = placed
+        if decided and self._watching:
+            self._admitted(item, delay)
+        return AsyncReservation(bucket, item, delay)
+
+    async def _admit(self, name: str, weight: int, max_delay: Any) -> AsyncReservation:
+        """What ``acquire`` enters with: ``try_acquire``'s wait, raising on refusal, and the place it got."""
+        placed = await self._place(name, weight, max_delay, True)
+        assert placed is not None  # raising: a refusal raised
+        item, bucket, delay, max_delay, decided = placed
+        if delay:
+            await self._wait_for(bucket, item, delay, max_delay, True)
+        elif decided and self._watching:
+            self._admitted(item, 0)
+        return AsyncReservation(bucket, item, delay)
+
+    async def _place(
+        self, name: str, weight: int, max_delay: Any, raising: bool
+    ) -> tuple[RateItem, AsyncAbstractBucket, int, int | None, bool] | None:
+        """Reserve a place: ``(item, bucket, delay, max_delay, decided)``, ``decided`` false when
+        admitted by ``on_backend_error`` alone; ``None`` when refused and not ``raising``."""
         # try_acquire's first steps, written out there too: its hot path spends no call on sharing them.
         check_name(name)
         if type(weight) is not int:
@@ -176,18 +232,17 @@ class AsyncLimiter:
         max_delay = self.max_delay if max_delay is _LIMITER_DEFAULT else _check_max_delay(max_delay)
         item, bucket = await self._route(name, weight)
         try:
-            delay, rate = await bucket.reserve(item, max_delay)
+            verdict = await bucket.reserve(item, max_delay)
         except BackendError as error:
             # Admitted by the policy: a place of no delay, recorded nowhere, so nothing to give back.
-            return AsyncReservation(bucket, item, 0) if self._failed(item, bucket, error, raising) else None
+            return (item, bucket, 0, max_delay, False) if self._failed(item, bucket, error, raising) else None
+        rate = verdict[1]
         if rate is None:
-            if self._watching:
-                self._admitted(item, delay)
-            return AsyncReservation(bucket, item, delay)
-        self._refused(item, rate, delay)
+            return item, bucket, verdict[0], max_delay, True
+        self._refused(item, rate, verdict[0])
         if not raising:
             return None
-        raise _refusal(item, rate, delay, max_delay)
+        raise _refusal(item, verdict, max_delay)
 
     def as_decorator(self) -> Callable[[Callable[..., Any]], _Wrap]:
         """``limiter.as_decorator()(mapping)(func)``: admit each call of ``func`` first.
@@ -224,17 +279,61 @@ class AsyncLimiter:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.bucket_factory.__aexit__(*exc_info)
 
-    async def _wait_for(self, bucket: AsyncAbstractBucket, item: RateItem, delay: int) -> None:
-        report.waiting(self._hooks, item, delay)
-        try:
-            await asleep(delay / 1000)
-        except BaseException:
-            # Cancelled before its time: the reservation goes back to those still waiting.
+    async def paused_until(self, name: str) -> int:
+        """When the pause on ``name`` ends (ms on the limiter's clock); 0, or a time past, when none holds."""
+        check_name(name)
+        _, bucket = await self._route(name, 0)
+        return await bucket.paused_until(name)
+
+    async def _pause(self, bucket: AsyncAbstractBucket, name: str, until: int) -> int:
+        end = await bucket.pause_until(name, until)
+        self.bucket_factory._keep_until(name, end)
+        return end
+
+    async def _wait_for(
+        self, bucket: AsyncAbstractBucket, item: RateItem, delay: int, max_delay: int | None, raising: bool
+    ) -> bool:
+        """Sleep until the place reserved ``delay`` ms after ``item``'s stamp, then admit the item.
+
+        A pause set meanwhile whose end is past the place moves the item behind it: the place is
+        given back and a new one taken, if that is within what is left of ``max_delay``.
+        """
+        started = item.timestamp
+        while True:
             reserved = RateItem(item.name, item.timestamp + delay, item.weight)
-            await ashielded(bucket.release, reserved)
-            raise
-        if self._watching:
-            self._admitted(item, delay)
+            report.waiting(self._hooks, item, delay)
+            try:
+                await asleep(delay / 1000)
+                paused = await self._paused_past(bucket, reserved)
+            except BaseException:
+                # Cancelled before its time: the reservation goes back to those still waiting.
+                await ashielded(bucket.release, reserved)
+                raise
+            if not paused:
+                if self._watching:
+                    self._admitted(item, reserved.timestamp - started)
+                return True
+            item, bucket = await self._route(item.name, item.weight)
+            left = None if max_delay is None else max(0, max_delay - (item.timestamp - started))
+            try:
+                await bucket.release(reserved)
+                verdict = await bucket.reserve(item, left)
+            except BackendError as error:
+                return self._failed(item, bucket, error, raising)
+            delay, rate = verdict[0], verdict[1]
+            if rate is not None:
+                self._refused(item, rate, delay)
+                if not raising:
+                    return False
+                raise _refusal(item, verdict, left)
+
+    @staticmethod
+    async def _paused_past(bucket: AsyncAbstractBucket, reserved: RateItem) -> bool:
+        """Whether a pause set while ``reserved`` waited ends after its place (unknown: no)."""
+        try:
+            return await bucket.paused_until(reserved.name) > max(0, reserved.timestamp)  # 0: none
+        except BackendError:
+            return False  # the place was granted; only a pause could take it back, and none is known
 
     # -- what the limiter tells (see _hooks): off the path of an admission made at once ---------
 
@@ -267,11 +366,14 @@ class AsyncLimiter:
         return False
 
 
-def _refusal(item: RateItem, rate: Rate, delay: int, max_delay: int | None) -> Exception:
-    """The exception for a refused item: full (no wait allowed, or never fits), or too long a wait."""
+def _refusal(item: RateItem, verdict: Verdict, max_delay: int | None) -> Exception:
+    """The exception for a refused item: full (no wait allowed, or never fits), or too long a wait,
+    with the units each rate had left when the bucket can tell."""
+    delay, rate = verdict[0], verdict[1]
+    remaining = verdict[2] if len(verdict) > 2 else None  # a v3-style bucket tells only two
     if max_delay is None or delay == NEVER:
-        return BucketFullException(item, rate, delay)
-    return LimiterDelayException(item, rate, delay, max_delay)
+        return BucketFullException(item, rate, delay, remaining)
+    return LimiterDelayException(item, rate, delay, max_delay, remaining)
 
 
 def _check_max_delay(max_delay: float | None) -> int | None:

@@ -71,6 +71,11 @@ class AsyncPerKeyFactory(AsyncBucketFactory):
         item = await self.wrap_item(name, weight)
         return item, await self.get(item)
 
+    def _keep_until(self, name: str, until: int) -> None:
+        # A bucket that keeps its pause in this process (in memory, or written against v3) must
+        # not be forgotten, pause and all, before the pause ends.
+        self._counts_until[name] = max(self._counts_until.get(name, until), until)
+
     def get_buckets(self) -> list[AsyncAbstractBucket]:
         return [bucket for bucket, _ in list(self._buckets.values())]
 

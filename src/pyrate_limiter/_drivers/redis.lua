@@ -9,11 +9,15 @@
 --           a name other than the bucket's first one; items of one time and name recorded one after
 --           the other share an entry (6-byte members keep Redis at ~105 bytes an entry). When that
 --           time and name are taken further back, '#' and a 4-byte sequence number follow the time.
---   KEYS[2] state  one string, read and written once per call: eight doubles (exact for these
---           integers, and cheaper for Lua than text) base (weight of trimmed entries), trimmed
---           (newest trimmed timestamp), seq, total, newest, oldest, expiry (when both keys expire,
---           on the clients' clock), the first name's length (-1: none yet); then the first name and
---           the newest entry's member ('' = look it up).
+--           While the log is empty and a pause was set, it holds only HOLD (shorter than any entry),
+--           so that the key exists and deleting it still resets the bucket, pause and all.
+--   KEYS[2] state  one string, read and written once per call: eleven doubles (exact for these
+--           integers, and cheaper for Lua than text) LAYOUT, base (weight of trimmed entries),
+--           trimmed (newest trimmed timestamp), seq, total, newest, oldest, expiry (when both keys
+--           expire, on the clients' clock), seen (a time the clients' clock has passed), pause
+--           (nothing is admitted before it; 0: none), the first name's length (-1: none yet); then
+--           the first name and the newest entry's member ('' = look it up). A state of an earlier
+--           layout (shorter, or starting with base, never negative) reads as none: a reset.
 --   KEYS[3] call   only for the calls that record (reserve, release): a key of its own per call,
 --           in the same slot, holding the call's answer for CALL_MEMORY ms. A client that lost the
 --           reply and sends the call again (redis-py retries on a timeout or a killed connection)
@@ -23,13 +27,17 @@
 -- comes between the op's letter and the rule: the number of rates (2 bytes), then doubles: longest
 -- span, smallest limit, and limit and span of each rate (a span is the interval + 1: see _window).
 -- Only reserve (R) takes several requests: it decides them in order, each as if alone, and answers
--- "delay rate-index time" for each, in one string.
+-- "delay rate-index time" for each, in one string, a refusal's followed by the units each rate
+-- has left. Pause (U) takes its end as max_delay, and as
+-- time NaN (the server's clock) or 0 (not known: the keys are then kept from the stamps seen).
 -- Every argument, reply element and number parsed from text costs, on every call: the usual
--- acquire sends one argument, runs MGET, ZADD (or ZINCRBY), SET and the call's SET, gets an integer back, and
--- renews the keys' expiry about once per longest interval.
+-- acquire sends one argument, runs MGET, EXISTS, ZADD (or ZINCRBY), SET and the call's SET, gets an integer
+-- back, and renews the keys' expiry about once per longest interval.
 
 local log_key, state_key, call_key = KEYS[1], KEYS[2], KEYS[3]
 local CALL_MEMORY = '10000'  -- ms: far longer than any client's retries of one call
+local LAYOUT, FIXED = -2, 88  -- the state's layout and the length of its doubles
+local NONE = 4503599627370496  -- 2^52: later than any time, and -NONE earlier than any
 local saved
 if call_key then
   local got = redis.call('MGET', state_key, call_key)
@@ -48,23 +56,31 @@ local function answer(reply)  -- a recording call's reply, remembered under its 
   end
   return reply
 end
--- A state that speaks of a log (its oldest entry, the 6th double, is a time) whose key is gone:
--- someone deleted the key to reset the limit, as v3 users do. Start afresh, floor and all.
-if saved and redis.call('EXISTS', log_key) == 0 and struct.unpack('<d', saved, 41) < 4503599627370496 then
-  saved = nil
+-- A state that speaks of a log (its oldest entry is a time, or a pause holds the key) whose key
+-- is gone: someone deleted the key to reset the limit, as v3 users do. Start afresh, floor,
+-- pause and all.
+if saved and redis.call('EXISTS', log_key) == 0 then
+  if #saved < FIXED then
+    saved = nil
+  else
+    local layout, _, _, _, _, _, oldest, _, _, pause = struct.unpack('<dddddddddd', saved)
+    if layout ~= LAYOUT or oldest < NONE or pause > 0 then saved = nil end
+  end
 end
 
 -- The usual acquire first, before anything else is set up: one item stamped at or after the
 -- newest entry, fitting the smallest limit, with nothing to trim and the keys' expiry far
 -- enough ahead. Its answer is the time it was recorded at, an integer. Whatever else falls
--- through to the whole rule below, which decides it the same way.
+-- through to the whole rule below, which decides it the same way; so does an item stamped before
+-- the pause ends.
 repeat  -- left by break, as Lua 5.1 has no goto; a function would cost a closure per call
-  if not saved or #ARGV ~= 1 then break end
+  if not saved or #ARGV ~= 1 or #saved < FIXED then break end
   local op, t, w, _, name, _, longest, room = struct.unpack('<c1dddI4c0Hdd', ARGV[1])
   if op ~= 'R' or t ~= t then break end
-  local base, trimmed, seq, total, newest, oldest, expiry, dl, at = struct.unpack('<dddddddd', saved)
-  if dl < 0 or w <= 0 or t < newest or t < trimmed + longest or oldest <= t - longest
-    or total - base + w > room or expiry < t + longest + 1000 then break end
+  local layout, base, trimmed, seq, total, newest, oldest, expiry, seen, pause, dl, at =
+    struct.unpack('<ddddddddddd', saved)
+  if layout ~= LAYOUT or t < pause or dl < 0 or w <= 0 or t < newest or t < trimmed + longest
+    or oldest <= t - longest or total - base + w > room or expiry < t + longest + 1000 then break end
   local default, member = string.sub(saved, at, at + dl - 1), struct.pack('>i6', t)
   if name ~= default then member = member .. '/' .. name end
   if t > newest then
@@ -74,8 +90,8 @@ repeat  -- left by break, as Lua 5.1 has no goto; a function would cost a closur
   else
     break
   end
-  redis.call('SET', state_key, struct.pack('<ddddddddc0c0', base, trimmed, seq, total + w, t, oldest, expiry, dl,
-    default, member), 'KEEPTTL')
+  redis.call('SET', state_key, struct.pack('<dddddddddddc0c0', LAYOUT, base, trimmed, seq, total + w, t, oldest,
+    expiry, seen, pause, dl, default, member), 'KEEPTTL')
   return answer(t)
 until true
 
@@ -86,19 +102,22 @@ local function request(j)  -- time, weight, max_delay (nil: none), name
   if max_delay < 0 then max_delay = nil end
   return t, w, max_delay, name
 end
-local NONE = 4503599627370496  -- 2^52: later than any time, and -NONE earlier than any
 
-local base, trimmed, seq, total, newest, oldest, expiry = 0, -NONE, 0, 0, -NONE, NONE, -NONE
+local base, trimmed, seq, total, newest, oldest, expiry, seen, pause = 0, -NONE, 0, 0, -NONE, NONE, -NONE, -NONE, 0
 local default, last = nil, ''
+if saved and (#saved < FIXED or struct.unpack('<d', saved) ~= LAYOUT) then
+  saved = nil  -- written by an earlier layout: read as none, so the log is started afresh
+end
 if saved then
-  local dl, at
-  base, trimmed, seq, total, newest, oldest, expiry, dl, at = struct.unpack('<dddddddd', saved)
+  local _, dl, at
+  _, base, trimmed, seq, total, newest, oldest, expiry, seen, pause, dl, at = struct.unpack('<ddddddddddd', saved)
   if dl >= 0 then default = string.sub(saved, at, at + dl - 1) end
   last = string.sub(saved, at + math.max(dl, 0))
 else
   redis.call('DEL', log_key)  -- a log without its state cannot be read: start afresh
 end
 local changed, server_now = false, nil
+local HOLD = 'hold'  -- the log's one member while it is empty and a pause was set (see the header)
 
 local function time_of(t)  -- a request's time: its own, or (NaN) the server's
   if t == t then return t end
@@ -122,7 +141,10 @@ local function append(at, w, name)
     -- bucket's memory per entry, not per item.
     redis.call('ZINCRBY', log_key, string.format('%d', w), last)
   elseif at > newest then
-    if oldest == NONE then oldest, expiry = at, -NONE end  -- a new log: it needs its expiry
+    if oldest == NONE then  -- a new log: it needs its expiry, and replaces what held the key
+      oldest, expiry = at, -NONE
+      if pause > 0 then redis.call('ZREM', log_key, HOLD) end
+    end
     redis.call('ZADD', log_key, string.format('%d', total + w), member)
     newest, last = at, member
   else
@@ -153,6 +175,7 @@ local function make_rule()
     return e[1], stamp(e[1]), tonumber(e[2])
   end
   local function last_upto(x)  -- rank of the last entry stamped at or before x (-1: none)
+    if oldest == NONE then return -1 end  -- an empty log, or only HOLD
     local lo, hi = 0, redis.call('ZCARD', log_key) - 1
     local found = -1
     while lo <= hi do
@@ -196,7 +219,10 @@ local function make_rule()
   function r.record(at, w, name)
     if w <= 0 then return end  -- weight 0 changes no window: nothing to keep
     if at >= newest and append(at, w, name) then return end
-    if oldest == NONE then expiry = -NONE end
+    if oldest == NONE then  -- a new log, as in append
+      expiry = -NONE
+      if pause > 0 then redis.call('ZREM', log_key, HOLD) end
+    end
     local suffix = ''
     if name ~= default then suffix = '/' .. name end
     if at == newest and last == '' then last = entry(-1) or '' end
@@ -227,7 +253,16 @@ local function make_rule()
     if at < oldest then oldest = at end
     total, changed = total + w, true
   end
-  r.spans = spans
+  r.spans, r.limits = spans, limits
+  function r.counted(i, x)  -- units counting against rate i at x (reservations ahead too), and
+    -- the rank of the newest entry that no longer does (-1: none)
+    local rank, before = r.last_upto(x - spans[i]), base
+    if rank >= 0 then
+      local _
+      _, _, before = r.entry(rank)
+    end
+    return total - before, rank
+  end
   return r
 end
 local made
@@ -236,26 +271,37 @@ local function rule()
   return made
 end
 
-local function save(t, renew)
-  if not changed then return end
-  -- Idle buckets vanish: both keys live the longest interval past the newest entry (or now),
-  -- plus a second for clocks that drift apart; renewed a whole interval ahead, so rarely.
-  local need = math.max(newest - t, 0) + longest + 1000
-  local ttl = nil  -- keep the keys' expiry
-  if oldest == NONE then
-    ttl = need  -- no log: only the state (the trimmed floor) is left
-  elseif renew and expiry < t + need then
-    expiry = t + need + longest
-    ttl = expiry - t
-    redis.call('PEXPIRE', log_key, string.format('%d', ttl))
-  end
-  local state = struct.pack('<dddddddd', base, trimmed, seq, total, newest, oldest, expiry,
+local function write(ttl)  -- the state, with ttl ms to live (nil: its expiry kept)
+  local state = struct.pack('<ddddddddddd', LAYOUT, base, trimmed, seq, total, newest, oldest, expiry, seen, pause,
     default and #default or -1) .. (default or '') .. last
   if ttl then
     redis.call('SET', state_key, state, 'PX', string.format('%d', ttl))
   else
     redis.call('SET', state_key, state, 'KEEPTTL')
   end
+end
+
+local function hold(ttl)  -- an empty log under a pause: HOLD keeps its key, for as long as the state
+  redis.call('ZADD', log_key, '0', HOLD)
+  redis.call('PEXPIRE', log_key, string.format('%d', ttl))
+end
+
+local function save(t, renew)
+  if not changed then return end
+  -- Idle buckets vanish: both keys live the longest interval past the newest entry (or now, or
+  -- the pause's end), plus a second for clocks that drift apart; renewed a whole interval
+  -- ahead, so rarely.
+  local need = math.max(newest - t, pause - t, 0) + longest + 1000
+  local ttl = nil  -- keep the keys' expiry
+  if oldest == NONE then
+    ttl = need  -- no log: only the state (the trimmed floor, the pause) is left
+    if pause > 0 then hold(ttl) end
+  elseif renew and expiry < t + need then
+    expiry = t + need + longest
+    ttl = expiry - t
+    redis.call('PEXPIRE', log_key, string.format('%d', ttl))
+  end
+  write(ttl)
 end
 
 if op == 'R' then  -- reserve
@@ -268,22 +314,29 @@ if op == 'R' then  -- reserve
     -- decided, and booked, at the earliest time the log still vouches for.
     if trimmed + longest > t then t = trimmed + longest end
     if oldest <= t - longest then rule().trim(t - longest) end
-    local at, blocking = rule().earliest(t, w)
+    -- A pause moves the search's start, not the stamp: the delay counts from t.
+    local at, blocking = rule().earliest(math.max(t, pause), w)
+    if blocking == 0 and at > t then blocking = 1 end  -- only the pause held it: the first rate answers
     if blocking == 0 or (at ~= -1 and max_delay and at - t <= max_delay) then
       rule().record(at, w, name)
       blocking = 0
     end
     out[#out + 1] = string.format('%d %d %d', at == -1 and -1 or at - t, blocking, t)
+    if blocking ~= 0 then  -- a refusal says what each rate has left at t, from this same call
+      local r = rule()
+      for i = 1, #r.spans do out[#out + 1] = string.format('%d', math.max(r.limits[i] - r.counted(i, t), 0)) end
+    end
     if t > latest then latest = t end
   end
+  if latest > seen then seen = latest end
   save(latest, true)
   return answer(table.concat(out, ' '))
 end
-local t, n, _, name = request(1)
+local t, n, extra, name = request(1)
 t = time_of(t)
 if op == 'W' then  -- waiting
   -- Counted from the item's own stamp: nothing is recorded or restamped.
-  local at, blocking = rule().earliest(math.max(t, trimmed + longest), n)
+  local at, blocking = rule().earliest(math.max(t, trimmed + longest, pause), n)
   if blocking == 0 then return at - t end  -- 0, or the way to the floor for a late stamp
   if at == -1 then return -1 end
   return at - t
@@ -313,21 +366,17 @@ elseif op == 'X' then  -- release
   return answer(1)
 elseif op == 'L' then  -- leak
   local b = base
+  if t > seen then seen = t end
   rule().trim(t - longest)
   save(t, false)
   return base - b
 elseif op == 'S' then  -- state: waiting's answer, then per rate the units counted at t and ms until one frees
   local r = rule()
-  local at = r.earliest(math.max(t, trimmed + longest), n)
+  local at = r.earliest(math.max(t, trimmed + longest, pause), n)
   local out = {at == -1 and -1 or at - t}
   for i = 1, #r.spans do
-    local rank = r.last_upto(t - r.spans[i])  -- the newest entry that no longer counts at t
-    local before, used, reset = base, 0, 0
-    if rank >= 0 then
-      local _
-      _, _, before = r.entry(rank)
-    end
-    used = total - before
+    local used, rank = r.counted(i, t)
+    local reset = 0
     if used > 0 then
       local _, ts = r.entry(rank + 1)
       reset = ts + r.spans[i] - t
@@ -344,5 +393,25 @@ elseif op == 'P' then  -- peek
   local r = rule()
   local e = redis.call('ZRANGEBYSCORE', log_key, r.int(unit), '+inf', 'LIMIT', 0, 1)[1]
   return {r.owner(e), r.stamp(e)}
+elseif op == 'Q' then  -- paused until
+  return pause
+elseif op == 'U' then  -- pause until extra: the latest end set stays
+  if extra <= pause then return pause end
+  pause = extra
+  -- The keys must outlive the pause: kept from a time the clients' clock has surely passed, so
+  -- rather too long than too short; a decision that renews them later does so from its own time.
+  local keep = math.max(pause - math.max(t, seen), 0) + longest + 1000
+  if oldest == NONE then
+    if saved then keep = math.max(keep, redis.call('PTTL', state_key)) end
+    hold(keep)
+    write(keep)
+  elseif expiry < pause + longest + 1000 then
+    expiry = pause + longest + 1000
+    redis.call('PEXPIRE', log_key, string.format('%d', keep))
+    write(keep)
+  else
+    write(nil)
+  end
+  return pause
 end
 return redis.error_reply('pyrate_limiter: unknown op ' .. op)

@@ -85,19 +85,28 @@ class NativeDriver:
     def __init__(self, client: AsyncRedisClient, owner: str) -> None:
         self._client = client
         self._owner = owner
-        self._no_script, self._failures = _exceptions()
+        self._no_script, self._closed, self._failures = _exceptions()
 
     async def script(self, keys: Keys, args: list[bytes]) -> Any:
+        try:
+            try:
+                return await self._send(keys, args)
+            except self._closed:
+                # The connection closed under the call (the server's idle timeout, CLIENT KILL, a
+                # failover), which redis-py retries only when configured to: once more, on a new
+                # one. Safe to send twice: a call that records carries its call key.
+                return await self._send(keys, args)
+        except self._failures as error:
+            raise _failed(self._owner, error) from error
+
+    async def _send(self, keys: Keys, args: list[bytes]) -> Any:
         # execute_command: evalsha() is two more Python calls on the way to it, on every acquire.
         # Looked up on every call, never bound once: tools that count or trace commands replace it.
         execute: Any = self._client.execute_command  # typed in some client classes, not in others
         try:
-            try:
-                return await execute("EVALSHA", _SHA, len(keys), *keys, *args)
-            except self._no_script:
-                return await self._client.eval(SCRIPT, len(keys), *keys, *args)
-        except self._failures as error:
-            raise _failed(self._owner, error) from error
+            return await execute("EVALSHA", _SHA, len(keys), *keys, *args)
+        except self._no_script:
+            return await self._client.eval(SCRIPT, len(keys), *keys, *args)
 
     async def load(self) -> None:
         try:
@@ -118,18 +127,24 @@ class BlockingDriver:
     def __init__(self, client: RedisClient, owner: str) -> None:
         self._client = client
         self._owner = owner
-        self._no_script, self._failures = _exceptions()
+        self._no_script, self._closed, self._failures = _exceptions()
 
     def script(self, keys: Keys, args: list[bytes]) -> Any:
-        """The call of ``AsyncDriver.script``, in the calling thread."""
-        execute: Any = self._client.execute_command
+        """The call of ``AsyncDriver.script``, in the calling thread (sent once more as there)."""
         try:
             try:
-                return execute("EVALSHA", _SHA, len(keys), *keys, *args)
-            except self._no_script:
-                return self._client.eval(SCRIPT, len(keys), *keys, *args)
+                return self._send(keys, args)
+            except self._closed:
+                return self._send(keys, args)
         except self._failures as error:
             raise _failed(self._owner, error) from error
+
+    def _send(self, keys: Keys, args: list[bytes]) -> Any:
+        execute: Any = self._client.execute_command
+        try:
+            return execute("EVALSHA", _SHA, len(keys), *keys, *args)
+        except self._no_script:
+            return self._client.eval(SCRIPT, len(keys), *keys, *args)
 
     def load(self) -> None:
         try:
@@ -164,7 +179,17 @@ class ThreadedDriver:
 # -- what the script reads (see redis.lua's header) ---------------------------------------------
 
 # The script's op letters, and a request's time when the server's clock decides.
-OPS = {"reserve": b"R", "waiting": b"W", "state": b"S", "release": b"X", "leak": b"L", "count": b"C", "peek": b"P"}
+OPS = {
+    "reserve": b"R",
+    "waiting": b"W",
+    "state": b"S",
+    "release": b"X",
+    "leak": b"L",
+    "count": b"C",
+    "peek": b"P",
+    "pause_until": b"U",
+    "paused_until": b"Q",
+}
 SERVER_CLOCK = float("nan")
 _NUMBERS = struct.Struct("<dddI")
 
@@ -219,13 +244,13 @@ def _slot(key: bytes) -> int:
     return binascii.crc_hqx(key, 0) % 16384
 
 
-def _exceptions() -> tuple[type[Exception], tuple[type[Exception], ...]]:
-    """redis-py's missing-script error, and every error that means Redis failed."""
+def _exceptions() -> tuple[type[Exception], type[Exception], tuple[type[Exception], ...]]:
+    """redis-py's missing-script error, its closed-connection error, and every error that means Redis failed."""
     try:
-        from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+        from redis.exceptions import ConnectionError, NoScriptError, RedisClusterException, RedisError
     except ImportError as error:
         raise ImportError("the Redis bucket needs redis-py: pip install 'pyrate-limiter[redis]'") from error
-    return NoScriptError, (RedisError, RedisClusterException, OSError)
+    return NoScriptError, ConnectionError, (RedisError, RedisClusterException, OSError)
 
 
 def call_keys(state: bytes) -> Callable[[], bytes]:

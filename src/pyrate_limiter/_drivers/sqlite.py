@@ -2,13 +2,12 @@
 
 The async bucket takes its driver from ``async_driver``, the sync one from ``driver``: the one
 name becomes the other in the generated code. The SQL is in ``sqlite.sql``. A driver over a file
-checks now and then that the file's path still leads to it (``FileWatch``).
+checks now and then that the file's path still leads to it (``FileWatch``, in ``sqlite_file``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sqlite3
 import threading
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .._concurrency import AsyncLock, Lock, arun_blocking, ashielded
 from .._errors import BackendError, reason
 from . import statements
+from .sqlite_file import FORKED, OPENING, FileWatch, Forks
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, MutableMapping, Sequence
@@ -32,13 +32,6 @@ if TYPE_CHECKING:
     Steps = Generator[Query, Rows, Any]
     """A transaction: each step yields a statement and its parameters and receives its rows."""
 
-logger = logging.getLogger("pyrate_limiter")
-
-CHECK_EVERY = 32
-"""A watched driver checks its file every this many runs, and at every leak and failure. An
-``os.stat`` costs about a tenth of a decision (2.5 of 21 us): checking each one would show, one
-in 32 costs under 0.5 %, below the benchmark's noise."""
-
 
 class AsyncDriver(Protocol):
     """What the async bucket runs its transactions on; ``BlockingDriver`` is the sync twin."""
@@ -46,13 +39,15 @@ class AsyncDriver(Protocol):
     file: FileWatch
     """The file the connection has open, once known: checked every ``CHECK_EVERY`` runs."""
 
-    async def run(self, steps: Steps, *, write: bool, check: bool = False) -> Any:
+    async def run(self, steps: Steps, *, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
         """Run ``steps``, in one ``BEGIN IMMEDIATE`` transaction if ``write``, and return their result.
 
         :param check: check the file now, not only every ``CHECK_EVERY`` runs.
+        :param busy_ms: wait at most this long for another connection's lock, if shorter than
+            the connection's busy timeout (see ``Busy``).
         :raises BackendError: SQLite failed (read-only or corrupt file, disk full, busy for longer
-            than the busy timeout), or the file was deleted or replaced (from then on, every
-            run raises); the transaction was rolled back, nothing was recorded.
+            than the busy timeout or ``busy_ms``), or the file was deleted or replaced (from then
+            on, every run raises); the transaction was rolled back, nothing was recorded.
         """
 
     async def aclose(self) -> None:
@@ -89,113 +84,35 @@ def is_aiosqlite(conn: object) -> bool:
     return hasattr(conn, "execute") and hasattr(conn, "in_transaction") and hasattr(conn, "__aenter__")
 
 
-def open_file(path: str, timeout: float = 5.0) -> sqlite3.Connection:
-    """A sqlite3 connection to ``path`` for a bucket or clock that closes it, waiting ``timeout`` s for locks.
+class Busy:
+    """The busy timeout of one connection, shared by its drivers: how long a ``BEGIN IMMEDIATE``
+    waits for another connection's lock.
 
-    :raises BackendError: the file cannot be opened.
-    """
-    # check_same_thread=False: the sync twin leaks from a background thread, the async one runs
-    # in worker threads; the driver's lock keeps its transactions apart. isolation_level=None:
-    # transactions are ours (BEGIN IMMEDIATE), never the driver's implicit deferred ones.
-    try:
-        return sqlite3.connect(path, timeout=timeout, check_same_thread=False, isolation_level=None)
-    except sqlite3.Error as error:
-        raise BackendError(f"the SQLite backend could not open {path!r}: {reason(error)}", recorded=False) from error
-
-
-def open_watched(path: str, timeout: float) -> tuple[sqlite3.Connection, tuple[str, tuple[int, int]] | None]:
-    """``open_file``, and the file it opened (its absolute path and identity) for ``FileWatch.follow``.
-
-    ``None`` for an in-memory or temporary database, which has no file.
-
-    :raises BackendError: the file cannot be opened, or was deleted or replaced as it was opened.
-    """
-    if path in ("", ":memory:"):
-        return open_file(path, timeout), None
-    # The path as given, made absolute (not SQLite's name for it, which resolves symbolic
-    # links): a link turned to another file is a replaced file too.
-    full = os.path.abspath(path)
-    before = _identity(full)
-    conn = open_file(path, timeout)
-    after = _identity(full)
-    if _UNKNOWN in (before, after):
-        return conn, None
-    if after is None or before not in (None, after):
-        conn.close()
-        raise BackendError(
-            f"the SQLite database file {full!r} was deleted or replaced as it was being opened", recorded=False
-        )
-    return conn, (full, after)
-
-
-class FileWatch:
-    """Whether the path of the file a connection has open still leads to that file.
-
-    Compares the path's identity (``st_dev``, ``st_ino``) with the one taken when the file was
-    opened. Inactive until ``follow`` names the file: an in-memory database has none.
+    A run allowed to wait less (a decision's ``max_delay``) lowers it to that, and the first run
+    that is not sets it back. It is set only when it changes: a limiter of one ``max_delay``
+    pays for it once, not at every decision (a PRAGMA costs a tenth of one). Between runs the
+    connection keeps the one set last.
     """
 
-    def __init__(self, owner: str) -> None:
-        self.path: str | None = None
-        self.identity: tuple[int, int] | None = None
-        self._owner = owner
-        self._left = CHECK_EVERY
-        self._moved: str | None = None  # what happened to the file, once seen
+    __slots__ = ("own", "set")
 
-    def follow(self, path: str, identity: tuple[int, int]) -> None:
-        """Watch the file at ``path``, whose identity was ``identity`` when it was opened."""
-        self.path, self.identity = path, identity
+    def __init__(self) -> None:
+        self.own: int | None = None  # the connection's own, read at the first bounded run
+        self.set: int | None = None  # the one set now (None: the connection's own, or unknown)
 
-    def learn(self, rows: Rows) -> None:
-        """Watch the main database of a connection, from its ``PRAGMA database_list`` rows.
+    def wanted(self, bound: int | None) -> int | None:
+        """The timeout a run of ``bound`` needs set, or ``None`` if it is set already; ``own`` is known."""
+        assert self.own is not None
+        wanted = self.own if bound is None else min(bound, self.own)
+        return None if wanted == (self.own if self.set is None else self.set) else wanted
 
-        Its identity is taken now: the bucket did not open it. A name with no file behind it
-        (an in-memory VFS) is not watched.
-        """
-        path = next((str(row[2]) for row in rows if row[1] == "main"), "")
-        identity = _identity(path) if path else None
-        if identity not in (None, _UNKNOWN):
-            self.follow(path, identity)
-
-    def due(self, now: bool) -> bool:
-        """Count a run; whether to check the file before it: every ``CHECK_EVERY`` runs, or ``now``."""
-        if self.path is None:
-            return False
-        self._left -= 1
-        return now or self._left <= 0 or self._moved is not None
-
-    def check(self) -> None:
-        """:raises BackendError: the file was deleted or replaced (see ``moved``)."""
-        error = self.moved()
-        if error is not None:
-            raise error
-
-    def moved(self) -> BackendError | None:
-        """The error to raise if the path no longer leads to the open file, else ``None``.
-
-        Once the file is gone it stays gone: every later call returns the error. The first one
-        logs it as a WARNING.
-        """
-        self._left = CHECK_EVERY
-        if self._moved is None:
-            if self.path is None:
-                return None
-            now = _identity(self.path)
-            if now in (self.identity, _UNKNOWN):
-                return None
-            self._moved = (
-                f"the SQLite database file {self.path!r} of {self._owner} was "
-                f"{'deleted' if now is None else 'replaced by another file'} while in use: processes "
-                "that open the path no longer see what it records, so it stops rather than split the "
-                "limit. Close it (and its connection) and open the path again: the limits then start "
-                "from what the file there holds"
-            )
-            logger.warning("%s", self._moved)
-        return BackendError(self._moved, recorded=False)
+    def lowered(self) -> int | None:
+        """The bound in force, if lower than the connection's own timeout."""
+        return self.set if self.set is not None and self.own is not None and 0 <= self.set < self.own else None
 
 
 # -- the twins: steps of one connection never interleave (a transaction belongs to the
-# -- connection, not to the bucket), so every driver on it shares one lock
+# -- connection, not to the bucket), so every driver on it shares one lock (and its Busy)
 
 
 class NativeDriver:
@@ -204,14 +121,16 @@ class NativeDriver:
     def __init__(self, conn: aiosqlite.Connection, owner: str) -> None:
         self._conn = conn
         self._owner = owner
-        self._lock: Any = _shared(_TASK_LOCKS, conn, AsyncLock)
+        self._lock, self._busy = _shared(_TASK_LOCKS, conn, AsyncLock)
         self.file = FileWatch(owner)
 
-    async def run(self, steps: Steps, *, write: bool, check: bool = False) -> Any:
-        conn = self._conn
+    async def run(self, steps: Steps, *, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
+        conn, busy = self._conn, self._busy
         try:
             async with self._lock:
                 if write:
+                    if busy_ms is not None or busy.set is not None:
+                        await self._bound_busy(busy_ms)
                     await conn.execute(SQL["begin"])
                 try:
                     # Inside the transaction: the file is checked while this run holds its lock.
@@ -231,7 +150,18 @@ class NativeDriver:
                         await ashielded(self._rollback)
                     raise
         except sqlite3.Error as error:
-            raise _failed(self._owner, error, self.file) from error
+            raise _failed(self._owner, error, self.file, busy) from error
+
+    async def _bound_busy(self, bound: int | None) -> None:
+        busy = self._busy
+        if busy.own is None:
+            cursor = await self._conn.execute(SQL["busy_timeout"])
+            busy.own = int(next(iter(await cursor.fetchall()))[0])
+        wanted = busy.wanted(bound)
+        if wanted is not None:
+            busy.set = -1  # unknown until it is done: a run cancelled here leaves the next to set it
+            await self._conn.execute(SQL["set_busy_timeout"].format(ms=wanted))
+            busy.set = None if wanted == busy.own else wanted
 
     async def _rollback(self) -> None:
         # Unconditional: a cancelled call may still be queued on the driver's thread (even the
@@ -249,15 +179,17 @@ class BlockingDriver:
     def __init__(self, conn: sqlite3.Connection, owner: str) -> None:
         self._conn = conn
         self._owner = owner
-        self._lock: Any = _shared(_THREAD_LOCKS, id(conn), Lock)
+        self._lock, self._busy = _shared(_THREAD_LOCKS, id(conn), Lock)
         self.file = FileWatch(owner)
 
-    def run(self, steps: Steps, write: bool, check: bool = False) -> Any:
+    def run(self, steps: Steps, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
         """The transaction of ``AsyncDriver.run``, in the calling thread."""
-        conn = self._conn
+        conn, busy = self._conn, self._busy
         try:
             with self._lock:
                 if write:
+                    if busy_ms is not None or busy.set is not None:
+                        self._bound_busy(busy_ms)
                     conn.execute(SQL["begin"])
                 try:
                     if self.file.due(check):  # inside the transaction, as in NativeDriver
@@ -276,13 +208,24 @@ class BlockingDriver:
                         conn.execute(SQL["rollback"])
                     raise
         except sqlite3.Error as error:
-            raise _failed(self._owner, error, self.file) from error
+            raise _failed(self._owner, error, self.file, busy) from error
+
+    def _bound_busy(self, bound: int | None) -> None:
+        """``NativeDriver._bound_busy``, in the calling thread."""
+        busy = self._busy
+        if busy.own is None:
+            busy.own = int(self._conn.execute(SQL["busy_timeout"]).fetchall()[0][0])
+        wanted = busy.wanted(bound)
+        if wanted is not None:
+            busy.set = -1
+            self._conn.execute(SQL["set_busy_timeout"].format(ms=wanted))
+            busy.set = None if wanted == busy.own else wanted
 
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-            with _REGISTRY_LOCK:
-                _THREAD_LOCKS.pop(id(self._conn), None)
+        with _REGISTRY_LOCK:  # not under the connection's lock: a fork takes them in this order
+            _THREAD_LOCKS.pop(id(self._conn), None)
 
 
 class ThreadedDriver:
@@ -292,8 +235,8 @@ class ThreadedDriver:
         self._blocking = BlockingDriver(conn, owner)
         self.file = self._blocking.file  # checked in the worker thread, by the blocking twin
 
-    async def run(self, steps: Steps, *, write: bool, check: bool = False) -> Any:
-        return await arun_blocking(self._blocking.run, steps, write, check)
+    async def run(self, steps: Steps, *, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
+        return await arun_blocking(self._blocking.run, steps, write, check, busy_ms)
 
     async def aclose(self) -> None:
         await arun_blocking(self._blocking.close)
@@ -303,12 +246,16 @@ class ThreadedDriver:
 
 SQL = statements("sqlite.sql")
 
+PAUSES = "pyrate_limiter_pauses"
+"""The table of every bucket's pause in a file (named in ``sqlite.sql``): no bucket table may take its name."""
+
 
 @dataclass(frozen=True)
 class TableSQL:
     """The text of each statement of ``sqlite.sql`` on one table, fixed for the bucket's life."""
 
     create_table: str
+    create_pauses: str
     probe: str
     state: str
     trim: str
@@ -323,59 +270,101 @@ class TableSQL:
     flush: str
     count: str
     peek: str
+    pause: str
+    paused: str
+    unpause: str
     usage: str  # state with counted_since per rate: Limiter.state's one statement
+    befores: str  # before_at per rate: what a refusal reads to say what each rate has left
 
     @classmethod
     def of(cls, table: str, limits: Iterable[int]) -> TableSQL:
         """The statements on ``table`` (any text: it is quoted) for rates of ``limits``.
 
-        ``usage`` takes the weight, then ``t - span`` of each rate.
+        ``usage`` takes the weight, then ``t - span`` of each rate; ``befores`` ``t - span`` of each.
         """
         quoted, limits = '"' + table.replace('"', '""') + '"', list(limits)
+        bucket = "'" + table.replace("'", "''") + "'"  # the key of its pause
         firsts = ", ".join(SQL["first_reaching"].format(table=quoted, limit=int(limit)) for limit in limits)
         counted = "".join(
             ", " + SQL["counted_since"].format(table=quoted, since=f"?{k + 2}") for k in range(len(limits))
         )
-        made = {field.name: SQL[field.name] for field in fields(cls) if field.name != "usage"}
-        made["usage"] = SQL["state"].replace("{counted}", counted)
-        return cls(**{name: text.format(table=quoted, firsts=firsts, counted="") for name, text in made.items()})
+        # Each text is formatted once, with finished pieces as values: a brace in the table's
+        # name is then only text.
+        made = {
+            field.name: SQL[field.name].format(table=quoted, bucket=bucket, firsts=firsts, counted="")
+            for field in fields(cls)
+            if field.name not in ("usage", "befores")
+        }
+        made["usage"] = SQL["state"].format(table=quoted, bucket=bucket, firsts=firsts, counted=counted)
+        befores = ", ".join(SQL["before_at"].format(table=quoted, since=f"?{k + 1}") for k in range(len(limits)))
+        made["befores"] = SQL["befores"].format(befores=befores)
+        return cls(**made)
 
 
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def _failed(owner: str, error: sqlite3.Error, file: FileWatch) -> BackendError:
+def _failed(owner: str, error: sqlite3.Error, file: FileWatch, busy: Busy) -> BackendError:
     # Any failure may come from a file deleted or replaced under the connection: then say so.
     # Otherwise the transaction was rolled back, or never began: nothing was recorded.
     failed = f"the SQLite backend of {owner} failed: {reason(error)}"
+    bound = busy.lowered()
+    if bound is not None and isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+        failed = (
+            f"the SQLite database of {owner} was locked by another connection for longer than the "
+            f"{bound} ms this decision may wait (its max_delay), so it was not decided: {reason(error)}"
+        )
     return file.moved() or BackendError(failed, recorded=False)
-
-
-_UNKNOWN = (-1, -1)
-
-
-def _identity(path: str) -> tuple[int, int] | None:
-    """The identity of the file at ``path``: ``None`` if there is none, ``_UNKNOWN`` if it cannot be looked at."""
-    try:
-        stat = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError:  # no permission to look, say: no verdict on the file
-        return _UNKNOWN
-    return stat.st_dev, stat.st_ino
 
 
 # A sqlite3 connection cannot be weakly referenced: its lock is kept by id (a thread lock, fit
 # for any later connection given that id) and dropped when we close it. An async connection's
 # lock belongs to one event loop: it goes with the connection.
 _REGISTRY_LOCK = threading.Lock()
-_THREAD_LOCKS: dict[Any, Any] = {}
-_TASK_LOCKS: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_THREAD_LOCKS: dict[Any, tuple[Any, Busy]] = {}
+_TASK_LOCKS: weakref.WeakKeyDictionary[Any, tuple[Any, Busy]] = weakref.WeakKeyDictionary()
 
 
-def _shared(registry: MutableMapping[Any, Any], key: object, make: Callable[[], Any]) -> Any:
+def _shared(registry: MutableMapping[Any, tuple[Any, Busy]], key: object, make: Callable[[], Any]) -> tuple[Any, Busy]:
     with _REGISTRY_LOCK:
-        lock = registry.get(key)
-        if lock is None:
-            lock = registry[key] = make()
-        return lock
+        shared = registry.get(key)
+        if shared is None:
+            shared = registry[key] = (make(), Busy())
+        return shared
+
+
+# fork() copies a lock held by another thread as held forever, and SQLite's own mutexes and
+# lock bookkeeping with it, taken mid-transaction: the child would hang on its first decision,
+# or see its own file locked forever. So every connection's lock is taken just before a fork,
+# and the one around opening a connection: no thread of ours is inside SQLite as it is copied.
+# They are released after it, in the parent and in the child alike. A fork thus waits for the
+# transactions under way: each is short, unless it waits for another process's lock (at most
+# its busy timeout). The async drivers' locks belong to an event loop that no child inherits.
+_FORKING: list[Any] = []
+
+
+def _hold_every_lock() -> None:
+    FORKED.acquire()
+    OPENING.acquire()
+    _REGISTRY_LOCK.acquire()  # first: no new connection meanwhile; none is taken under a connection's lock
+    _FORKING[:] = [lock for lock, _ in _THREAD_LOCKS.values()]
+    for lock in _FORKING:
+        lock.acquire()
+
+
+def _release_every_lock() -> None:
+    for lock in _FORKING:
+        lock.release()
+    _FORKING.clear()
+    _REGISTRY_LOCK.release()
+    OPENING.release()
+    FORKED.release()
+
+
+def _in_child() -> None:
+    Forks.count += 1
+    _release_every_lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(before=_hold_every_lock, after_in_parent=_release_every_lock, after_in_child=_in_child)

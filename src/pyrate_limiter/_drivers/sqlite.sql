@@ -10,6 +10,9 @@
 -- order as in cum order, so a time is found by walking the row ids from one end, never past
 -- the rows the statement removes or moves anyway. Trimming keeps the newest trimmed row with
 -- weight 0: its cum is the weight ever trimmed, its ts how far back windows are still known.
+--
+-- A bucket's pause lives apart, in one row of pyrate_limiter_pauses keyed by {bucket} (the
+-- table's name as a string literal): no trim or leak of the table can reach it.
 
 -- name: begin
 BEGIN IMMEDIATE
@@ -31,6 +34,14 @@ PRAGMA journal_mode=WAL
 -- name: synchronous
 PRAGMA synchronous={synchronous}
 
+-- name: busy_timeout
+-- How long the connection waits for another's lock, in ms.
+PRAGMA busy_timeout
+
+-- name: set_busy_timeout
+-- {ms}: an int the driver computed, never user text.
+PRAGMA busy_timeout={ms}
+
 -- name: database_list
 -- The file of each database of the connection: main's is the one a bucket watches.
 PRAGMA database_list
@@ -39,17 +50,23 @@ PRAGMA database_list
 CREATE TABLE IF NOT EXISTS {table}
 (cum INTEGER PRIMARY KEY, ts INTEGER NOT NULL, weight INTEGER NOT NULL, name TEXT NOT NULL)
 
+-- name: create_pauses
+-- Created beside any bucket table, also one of a version that had no pauses.
+CREATE TABLE IF NOT EXISTS pyrate_limiter_pauses (bucket TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID
+
 -- name: probe
 SELECT cum, ts, weight, name FROM {table} LIMIT 0
 
 -- name: state
--- One row: total, newest ts, base (the weight ever trimmed), the trimmed row's ts (the oldest
--- row, if of weight 0), the oldest live row's ts, then {firsts}: one first_reaching per rate.
--- ?1 is the item's weight. For Limiter.state, {counted} adds one counted_since per rate.
-SELECT n.cum, n.ts, o.cum - o.weight, CASE WHEN o.weight = 0 THEN o.ts END,
-(SELECT ts FROM {table} WHERE cum > o.cum - o.weight ORDER BY cum LIMIT 1), {firsts}{counted}
-FROM {table} AS n, {table} AS o
-WHERE n.cum = (SELECT max(cum) FROM {table}) AND o.cum = (SELECT min(cum) FROM {table})
+-- One row, even of an empty table: total, newest ts, base (the weight ever trimmed), the
+-- trimmed row's ts (the oldest row, if of weight 0), the oldest live row's ts, the end of the
+-- pause (0: none), then {firsts}: one first_reaching per rate. ?1 is the item's weight. For
+-- Limiter.state, {counted} adds one counted_since per rate.
+SELECT coalesce(n.cum, 0), n.ts, coalesce(o.cum - o.weight, 0), CASE WHEN o.weight = 0 THEN o.ts END,
+(SELECT ts FROM {table} WHERE cum > o.cum - o.weight ORDER BY cum LIMIT 1), p.until, {firsts}{counted}
+FROM (SELECT coalesce((SELECT until FROM pyrate_limiter_pauses WHERE bucket = {bucket}), 0) AS until) AS p
+LEFT JOIN {table} AS n ON n.cum = (SELECT max(cum) FROM {table})
+LEFT JOIN {table} AS o ON o.cum = (SELECT min(cum) FROM {table})
 
 -- name: first_reaching
 -- The ts of the first row whose running total reaches total + weight - limit.
@@ -60,6 +77,15 @@ WHERE n.cum = (SELECT max(cum) FROM {table}) AND o.cum = (SELECT min(cum) FROM {
 -- running total of the newest row before them, and the stamp of the oldest of them.
 (SELECT cum FROM {table} WHERE ts <= {since} ORDER BY cum DESC LIMIT 1),
 (SELECT ts FROM {table} WHERE ts > {since} AND weight > 0 ORDER BY cum LIMIT 1)
+
+-- name: befores
+-- For a refusal, what each rate has left: per rate, {befores}.
+SELECT {befores}
+
+-- name: before_at
+-- The running total of the newest row stamped at or before {since} (t - the rate's span, a
+-- parameter): what was recorded before the rate's window at t.
+(SELECT cum FROM {table} WHERE ts <= {since} ORDER BY cum DESC LIMIT 1)
 
 -- name: trim
 -- Delete the rows at or before ?1 but the newest of them (9223372036854775807: no row is newer).
@@ -100,6 +126,17 @@ DELETE FROM {table} WHERE cum = ?
 
 -- name: flush
 DELETE FROM {table}
+
+-- name: pause
+-- One statement, of any SQLite version (no upsert): a later end already set stays.
+INSERT OR REPLACE INTO pyrate_limiter_pauses (bucket, until) VALUES ({bucket},
+max(?1, coalesce((SELECT until FROM pyrate_limiter_pauses WHERE bucket = {bucket}), 0)))
+
+-- name: paused
+SELECT coalesce((SELECT until FROM pyrate_limiter_pauses WHERE bucket = {bucket}), 0)
+
+-- name: unpause
+DELETE FROM pyrate_limiter_pauses WHERE bucket = {bucket}
 
 -- name: count
 SELECT coalesce((SELECT max(cum) FROM {table})

@@ -64,6 +64,9 @@ class BucketFactory(ABC):
             item = self.wrap_item(name, weight)
             return item, self.get(item)
 
+    def _keep_until(self, name: str, until: int) -> None:  # noqa: B027 - most factories forget nothing
+        """A pause on ``name`` ends at ``until``: a factory that forgets idle buckets keeps it till then."""
+
     def create(self, *args: Any, **kwargs: Any) -> AbstractBucket:
         """Make a bucket and schedule its leak: ``create([clock,] bucket_class, *args, **kwargs)``.
 

@@ -72,6 +72,11 @@ class PerKeyFactory(BucketFactory):
         item = self.wrap_item(name, weight)
         return item, self.get(item)
 
+    def _keep_until(self, name: str, until: int) -> None:
+        # A bucket that keeps its pause in this process (in memory, or written against v3) must
+        # not be forgotten, pause and all, before the pause ends.
+        self._counts_until[name] = max(self._counts_until.get(name, until), until)
+
     def get_buckets(self) -> list[AbstractBucket]:
         return [bucket for bucket, _ in list(self._buckets.values())]
 

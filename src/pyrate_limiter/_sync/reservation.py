@@ -66,18 +66,16 @@ class Reservation:
 class Admission:
     """``async with limiter.acquire(name, weight):`` the block runs once the item is admitted.
 
-    Entering waits within ``max_delay`` and raises on refusal, whatever the limiter's
-    ``raise_when_fail``; leaving gives nothing back, however the block ends: the request was made.
+    Entering waits within ``max_delay`` as ``try_acquire`` does (behind a pause set meanwhile too)
+    and raises on refusal, whatever the limiter's ``raise_when_fail``; leaving gives nothing back,
+    however the block ends: the request was made.
     """
 
     def __init__(self, limiter: Limiter, name: str, weight: int, max_delay: Any) -> None:
         self._limiter, self._name, self._weight, self._max_delay = limiter, name, weight, max_delay
 
     def __enter__(self) -> Reservation:
-        reservation = self._limiter._reserve(self._name, self._weight, self._max_delay, raising=True)
-        assert reservation is not None  # raising: a refusal raised
-        reservation.wait()
-        return reservation
+        return self._limiter._admit(self._name, self._weight, self._max_delay)
 
     def __exit__(self, *exc_info: object) -> None:
         return None

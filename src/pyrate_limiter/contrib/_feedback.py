@@ -1,24 +1,21 @@
-"""What the HTTP-client helpers share: admission through server holds, and ``Retry-After``.
+"""What the HTTP-client helpers share: admission, server holds, and ``Retry-After``.
 
-A 429 or 503 with ``Retry-After`` holds its key for every helper over the same limiter: the
-hold lives in a small map attached to the limiter, consulted before and after each acquire.
+A 429 or 503 with ``Retry-After`` holds its key with ``limiter.pause``: every caller sharing
+the limiter's backend (other processes and hosts too) waits it out or is refused, and callers
+already waiting for a place move behind it.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import threading
 import time
-import weakref
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from .._async.limiter import AsyncLimiter
-from .._concurrency import asleep, sleep
-from .._errors import LimiterDelayException
-from .._rate import RateItem
+from .._errors import BucketFullException, LimiterDelayException
 from .._sync.limiter import Limiter
 
 if TYPE_CHECKING:
@@ -45,7 +42,7 @@ class ServerHoldException(LimiterDelayException):
 
     @property
     def rate(self) -> Rate | None:  # type: ignore[override]  # None: no rate of ours refused
-        return self.args[1]
+        return self.args[1]  # type: ignore[no-any-return]
 
     @property
     def meta_info(self) -> dict[str, Any]:
@@ -59,86 +56,34 @@ class ServerHoldException(LimiterDelayException):
         )
 
 
-class Holds:
-    """Per name, the monotonic time until which the server asked us to send nothing.
-
-    Thread-safe under its lock, and task-safe: no method awaits, so no task switch happens
-    while the lock is held.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._until: dict[str, float] = {}
-
-    def hold(self, name: str, seconds: float) -> None:
-        """Send nothing under ``name`` for ``seconds`` from now; a longer hold already there stays."""
-        until = time.monotonic() + seconds
-        with self._lock:
-            if until > self._until.get(name, -math.inf):
-                self._until[name] = until
-
-    def remaining(self, name: str) -> float:
-        """Seconds left on ``name``'s hold; ``0.0`` when there is none."""
-        with self._lock:
-            until = self._until.get(name)
-            if until is None:
-                return 0.0
-            left = until - time.monotonic()
-            if left > 0:
-                return left
-            del self._until[name]
-            return 0.0
+def hold(limiter: Limiter, name: str, seconds: float) -> None:
+    """Hold ``name`` for ``seconds`` for every caller sharing the limiter's backend (a pause)."""
+    limiter.pause(name, seconds * 1000)
 
 
-def holds_for(limiter: Limiter | AsyncLimiter) -> Holds:
-    """The holds every helper over ``limiter`` shares (made on first use, gone with the limiter)."""
-    with _HOLDS_LOCK:
-        holds = _HOLDS.get(limiter)
-        if holds is None:
-            holds = _HOLDS[limiter] = Holds()
-        return holds
+async def ahold(limiter: AsyncLimiter, name: str, seconds: float) -> None:
+    """``hold`` for the async limiter."""
+    await limiter.pause(name, seconds * 1000)
 
 
-def hold(limiter: Limiter, holds: Holds, name: str, seconds: float) -> None:
-    """Hold ``name`` for ``seconds`` for every caller of ``limiter`` (sync helpers record here)."""
-    # The one line to change once the limiter has pause(name, ms): limiter.pause(name, ceil(seconds * 1000)).
-    # Holds then stay empty, so the checks in admit() fall through and the limiter itself makes callers wait.
-    holds.hold(name, seconds)
+def admit(limiter: Limiter, name: str, weight: int) -> None:
+    """Acquire ``name``, waiting within the limiter's ``max_delay`` for room and for any hold on it.
 
-
-async def ahold(limiter: AsyncLimiter, holds: Holds, name: str, seconds: float) -> None:
-    """Hold ``name`` for ``seconds`` for every caller of ``limiter`` (async helpers record here)."""
-    # As in hold(): once there is pause(name, ms), this line becomes await limiter.pause(name, ms).
-    holds.hold(name, seconds)
-
-
-def admit(limiter: Limiter, holds: Holds, name: str, weight: int) -> None:
-    """Acquire ``name`` when no hold is on it, waiting for both within the limiter's ``max_delay``.
-
-    :raises ServerHoldException: the hold lasts longer than the wait allowed.
+    :raises ServerHoldException: a hold lasts longer than the wait allowed.
     :raises BucketFullException, LimiterDelayException: the limiter refused.
     """
-    started = time.monotonic()
-    while True:
-        wait = _hold_wait(limiter.max_delay, holds, name, weight, started)
-        if wait:
-            sleep(wait)
-        limiter.try_acquire(name, weight, max_delay=_budget_left(limiter.max_delay, started))
-        # A hold that began while we waited for room spends the place we got: take a new one after it.
-        if not holds.remaining(name):
-            return
+    try:
+        limiter.try_acquire(name, weight)
+    except (BucketFullException, LimiterDelayException) as refused:
+        raise _held(refused, limiter.paused_until(name), limiter.max_delay) from None
 
 
-async def aadmit(limiter: AsyncLimiter, holds: Holds, name: str, weight: int) -> None:
-    """``admit`` for the async limiter: the same waits, slept on the event loop."""
-    started = time.monotonic()
-    while True:
-        wait = _hold_wait(limiter.max_delay, holds, name, weight, started)
-        if wait:
-            await asleep(wait)
-        await limiter.try_acquire(name, weight, max_delay=_budget_left(limiter.max_delay, started))
-        if not holds.remaining(name):
-            return
+async def aadmit(limiter: AsyncLimiter, name: str, weight: int) -> None:
+    """``admit`` for the async limiter."""
+    try:
+        await limiter.try_acquire(name, weight)
+    except (BucketFullException, LimiterDelayException) as refused:
+        raise _held(refused, await limiter.paused_until(name), limiter.max_delay) from None
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -170,14 +115,14 @@ def hold_from(status: int, retry_after: str | None) -> float | None:
     return parse_retry_after(retry_after) or None
 
 
-def may_retry(limiter: Limiter | AsyncLimiter, holds: Holds, name: str, method: str, replayable: bool) -> bool:
-    """Whether a held request may go again: idempotent, its body replayable, its hold within ``max_delay``."""
+def may_retry(limiter: Limiter | AsyncLimiter, seconds: float, method: str, replayable: bool) -> bool:
+    """Whether a request held ``seconds`` may go again: idempotent, replayable, held within ``max_delay``."""
     max_delay = limiter.max_delay
     return (
         replayable
         and method.upper() in IDEMPOTENT_METHODS
         and max_delay is not None
-        and math.ceil(holds.remaining(name) * 1000) <= max_delay
+        and math.ceil(seconds * 1000) <= max_delay
     )
 
 
@@ -201,8 +146,6 @@ def async_limiter(limiter: object) -> AsyncLimiter:
 
 
 _L = TypeVar("_L", Limiter, AsyncLimiter)
-_HOLDS: weakref.WeakKeyDictionary[Any, Holds] = weakref.WeakKeyDictionary()
-_HOLDS_LOCK = threading.Lock()
 
 
 def _raising(limiter: _L) -> _L:
@@ -211,20 +154,9 @@ def _raising(limiter: _L) -> _L:
     return limiter
 
 
-def _budget_left(max_delay: float | None, started: float) -> int | None:
-    """What is left (ms) of ``max_delay`` since ``started``; ``None`` when the limiter never waits."""
-    if max_delay is None:
-        return None
-    return max(0, int(max_delay) - int((time.monotonic() - started) * 1000))
-
-
-def _hold_wait(max_delay: float | None, holds: Holds, name: str, weight: int, started: float) -> float:
-    """Seconds to wait for ``name``'s hold to end (0.0 if none); raises if that overruns the budget."""
-    left = holds.remaining(name)
-    if left:
-        budget = _budget_left(max_delay, started)
-        hold_ms = math.ceil(left * 1000)
-        if budget is None or hold_ms > budget:
-            item = RateItem(name, int(time.time() * 1000), weight)
-            raise ServerHoldException(item, None, hold_ms, 0 if budget is None else budget)
-    return left
+def _held(refused: BucketFullException | LimiterDelayException, paused_until: int, max_delay: Any) -> Exception:
+    """The refusal to raise: ``ServerHoldException`` when a server's hold outlasted the wait allowed."""
+    item = refused.item
+    if paused_until <= item.timestamp:
+        return refused  # one of our rates refused it
+    return ServerHoldException(item, None, paused_until - item.timestamp, 0 if max_delay is None else int(max_delay))

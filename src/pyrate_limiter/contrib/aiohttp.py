@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._feedback import aadmit, ahold, async_limiter, hold_from, holds_for, may_retry, split_key
+from ._feedback import aadmit, ahold, async_limiter, hold_from, may_retry, split_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,12 +46,11 @@ class LimiterMiddleware:
         self.limiter = async_limiter(limiter)
         self.key = key if key is not None else _host
         self.retry = retry
-        self._holds = holds_for(limiter)
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         name, weight = split_key(self.key(request))
         response, held = await self._send(request, handler, name, weight)
-        if held and self.retry and may_retry(self.limiter, self._holds, name, request.method, _replayable(request)):
+        if held and self.retry and may_retry(self.limiter, held, request.method, _replayable(request)):
             # aiohttp lets a middleware call its handler again: the same request, its payload sent anew.
             response.release()
             response, _ = await self._send(request, handler, name, weight)
@@ -59,13 +58,13 @@ class LimiterMiddleware:
 
     async def _send(
         self, request: ClientRequest, handler: ClientHandlerType, name: str, weight: int
-    ) -> tuple[ClientResponse, bool]:
-        await aadmit(self.limiter, self._holds, name, weight)
+    ) -> tuple[ClientResponse, float | None]:
+        await aadmit(self.limiter, name, weight)
         response = await handler(request)
         seconds = hold_from(response.status, response.headers.get("Retry-After"))
         if seconds is not None:
-            await ahold(self.limiter, self._holds, name, seconds)
-        return response, seconds is not None
+            await ahold(self.limiter, name, seconds)
+        return response, seconds
 
 
 def _host(request: ClientRequest) -> str:

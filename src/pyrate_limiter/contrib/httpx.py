@@ -13,7 +13,6 @@ from ._feedback import (
     async_limiter,
     hold,
     hold_from,
-    holds_for,
     may_retry,
     split_key,
     sync_limiter,
@@ -59,23 +58,22 @@ class LimiterTransport(httpx.BaseTransport):
         self.transport = transport if transport is not None else httpx.HTTPTransport()
         self.key = key if key is not None else _host
         self.retry = retry
-        self._holds = holds_for(limiter)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         name, weight = split_key(self.key(request))
         response, held = self._send(request, name, weight)
-        if held and self.retry and may_retry(self.limiter, self._holds, name, request.method, _replayable(request)):
+        if held and self.retry and may_retry(self.limiter, held, request.method, _replayable(request)):
             response.close()
             response, _ = self._send(request, name, weight)
         return response
 
-    def _send(self, request: httpx.Request, name: str, weight: int) -> tuple[httpx.Response, bool]:
-        admit(self.limiter, self._holds, name, weight)
+    def _send(self, request: httpx.Request, name: str, weight: int) -> tuple[httpx.Response, float | None]:
+        admit(self.limiter, name, weight)
         response = self.transport.handle_request(request)
         seconds = hold_from(response.status_code, response.headers.get("Retry-After"))
         if seconds is not None:
-            hold(self.limiter, self._holds, name, seconds)
-        return response, seconds is not None
+            hold(self.limiter, name, seconds)
+        return response, seconds
 
     def close(self) -> None:
         self.transport.close()
@@ -103,23 +101,22 @@ class AsyncLimiterTransport(httpx.AsyncBaseTransport):
         self.transport = transport if transport is not None else httpx.AsyncHTTPTransport()
         self.key = key if key is not None else _host
         self.retry = retry
-        self._holds = holds_for(limiter)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         name, weight = split_key(self.key(request))
         response, held = await self._send(request, name, weight)
-        if held and self.retry and may_retry(self.limiter, self._holds, name, request.method, _replayable(request)):
+        if held and self.retry and may_retry(self.limiter, held, request.method, _replayable(request)):
             await response.aclose()
             response, _ = await self._send(request, name, weight)
         return response
 
-    async def _send(self, request: httpx.Request, name: str, weight: int) -> tuple[httpx.Response, bool]:
-        await aadmit(self.limiter, self._holds, name, weight)
+    async def _send(self, request: httpx.Request, name: str, weight: int) -> tuple[httpx.Response, float | None]:
+        await aadmit(self.limiter, name, weight)
         response = await self.transport.handle_async_request(request)
         seconds = hold_from(response.status_code, response.headers.get("Retry-After"))
         if seconds is not None:
-            await ahold(self.limiter, self._holds, name, seconds)
-        return response, seconds is not None
+            await ahold(self.limiter, name, seconds)
+        return response, seconds
 
     async def aclose(self) -> None:
         await self.transport.aclose()

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from requests.adapters import HTTPAdapter
 
-from ._feedback import admit, hold, hold_from, holds_for, may_retry, split_key, sync_limiter
+from ._feedback import admit, hold, hold_from, may_retry, split_key, sync_limiter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -49,7 +49,6 @@ class LimiterAdapter(HTTPAdapter):
         self.limiter = sync_limiter(limiter)
         self.key = key if key is not None else _host
         self.retry = retry
-        self._holds = holds_for(limiter)
         super().__init__(**kwargs)
 
     def send(
@@ -64,22 +63,20 @@ class LimiterAdapter(HTTPAdapter):
         name, weight = split_key(self.key(request))
         sent = {"stream": stream, "timeout": timeout, "verify": verify, "cert": cert, "proxies": proxies}
         response, held = self._send(request, name, weight, sent)
-        if (
-            held
-            and self.retry
-            and may_retry(self.limiter, self._holds, name, str(request.method), _replayable(request))
-        ):
+        if held and self.retry and may_retry(self.limiter, held, str(request.method), _replayable(request)):
             response.close()
             response, _ = self._send(request, name, weight, sent)
         return response
 
-    def _send(self, request: PreparedRequest, name: str, weight: int, sent: dict[str, Any]) -> tuple[Response, bool]:
-        admit(self.limiter, self._holds, name, weight)
+    def _send(
+        self, request: PreparedRequest, name: str, weight: int, sent: dict[str, Any]
+    ) -> tuple[Response, float | None]:
+        admit(self.limiter, name, weight)
         response = super().send(request, **sent)
         seconds = hold_from(response.status_code, response.headers.get("Retry-After"))
         if seconds is not None:
-            hold(self.limiter, self._holds, name, seconds)
-        return response, seconds is not None
+            hold(self.limiter, name, seconds)
+        return response, seconds
 
 
 def _host(request: PreparedRequest) -> str:

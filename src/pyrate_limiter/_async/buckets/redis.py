@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..._batching import AsyncBatcher
 from ..._drivers.redis import OPS, SERVER_CLOCK, async_driver, call_keys, request, rule, state_key
-from ..._rate import RateItem, check_rates
+from ..._rate import RateItem, check_name, check_pause, check_rates
 from ..._window import NEVER, UNSTORABLE, span
 from .base import AsyncReservingBucket
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-    from ..._rate import Rate
+    from ..._rate import Rate, Verdict
     from ..._state import Usage
     from ..._typing import AsyncRedisClient, RedisClient
 
@@ -71,7 +71,7 @@ class AsyncRedisBucket(AsyncReservingBucket):
         await bucket._driver.load()
         return bucket
 
-    async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    async def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         if item.weight > self._unstorable:
             return NEVER, self.rates[0]
         # Concurrent reservations share one script call: the script decides them in order.
@@ -80,12 +80,13 @@ class AsyncRedisBucket(AsyncReservingBucket):
         if type(reply) is int:  # the usual acquire: recorded at that time, its own
             item.timestamp = reply
             return 0, None
-        delay, index, now = reply
         # Restamped with the time it was decided at: the server's clock, or later than its own
         # stamp when it came too late for that. The limiter sleeps and releases relative to it.
-        item.timestamp = int(now)
-        blocking = int(index)  # 1-based, 0: none
-        return int(delay), (self.rates[blocking - 1] if blocking else None)
+        item.timestamp = int(reply[2])
+        blocking = int(reply[1])  # 1-based, 0: none
+        if blocking:  # refused: the units each rate has left follow
+            return int(reply[0]), self.rates[blocking - 1], tuple(int(left) for left in reply[3:])
+        return int(reply[0]), None
 
     async def waiting(self, item: RateItem) -> int:
         if item.weight > self._unstorable:
@@ -102,6 +103,24 @@ class AsyncRedisBucket(AsyncReservingBucket):
     async def release(self, item: RateItem) -> None:
         args = [OPS["release"] + request(item.timestamp, item.weight, -1, item.name) + self._rule]
         await self._script((*self._keys, self._call_key()), args)
+
+    async def pause_until(self, name: str, until: int) -> int:
+        """Admit nothing under ``name`` before ``until`` (ms on the items' clock) for every caller
+        sharing the backend; a later end already set stays. :return: the end now in force.
+
+        One pause for the whole bucket, kept in its state (so every decision reads it in the same
+        call) until ``until``, whatever the keys' idle expiry; ``flush`` and ``DEL bucket_key``
+        forget it. With ``server_time``, ``until`` is on the Redis server's clock, as every decision is.
+        The script computes in doubles: an end past 2**53 ms (some 285 000 years) is kept rounded.
+        """
+        check_pause(name, until)
+        # The time tells the script how long to keep the keys: the server's, or 0 (not known here).
+        return int(await self._run("pause_until", SERVER_CLOCK if self.server_time else 0, 0, until))
+
+    async def paused_until(self, name: str) -> int:
+        """When the pause on ``name`` ends (ms on the items' clock); 0 when none was set (or since flush)."""
+        check_name(name)
+        return int(await self._run("paused_until", 0))
 
     async def leak(self, current_timestamp: int) -> int:
         """Trim what cannot count at ``current_timestamp`` (with ``server_time``: at the server's clock)."""
@@ -135,5 +154,9 @@ class AsyncRedisBucket(AsyncReservingBucket):
         reply = await self._script((*self._keys, self._call_key()), requests)
         if type(reply) is int:  # the usual acquire's answer
             return [reply]
-        words = reply.split()
-        return [words[i : i + 3] for i in range(0, len(words), 3)]
+        words, answers, i, rates = reply.split(), [], 0, len(self.rates)
+        while i < len(words):  # "delay rate-index time", a refusal's followed by a number per rate
+            size = 3 if words[i + 1] == b"0" else 3 + rates
+            answers.append(words[i : i + size])
+            i += size
+        return answers

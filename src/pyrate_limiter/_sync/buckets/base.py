@@ -6,11 +6,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
-from ..._rate import RateItem, check_name
+from ..._rate import RateItem, check_name, check_pause
 from ..._window import NEVER, span
 
 if TYPE_CHECKING:
-    from ..._rate import Rate
+    from ..._rate import Rate, Verdict
     from ..._state import Usage
 
 
@@ -18,12 +18,14 @@ class AbstractBucket(ABC):
     """Storage for one bucket's items under a list of rates, checked and recorded atomically.
 
     A custom bucket implements ``put``, ``leak``, ``flush``, ``count`` and ``peek``; ``waiting``,
-    ``reserve`` and ``release`` then work from those. Our buckets override them so that a
-    decision and its record are one atomic step.
+    ``reserve`` and ``release`` then work from those, and ``pause_until`` holds its pause in this
+    process. Our buckets override them so that a decision and its record are one atomic step,
+    and keep a pause where every process sharing the bucket sees it.
     """
 
     rates: list[Rate]
     failing_rate: Rate | None = None
+    _paused: int = -(2**62)  # the in-process pause of a bucket that stores none itself (this: none)
 
     @abstractmethod
     def put(self, item: RateItem) -> bool:
@@ -50,7 +52,7 @@ class AbstractBucket(ABC):
 
     def waiting(self, item: RateItem) -> int:
         """Milliseconds from ``item.timestamp`` until it would fit; ``-1`` if it never can."""
-        wait = 0
+        wait = max(0, self._paused - item.timestamp)
         for rate in self.rates:
             if item.weight > rate.limit:
                 return NEVER
@@ -76,13 +78,13 @@ class AbstractBucket(ABC):
             usage.append((rate, len(counted), min(counted) + span(rate.interval) - t if counted else 0))
         return wait, usage
 
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         """Record ``item`` now or, within ``max_delay`` ms, at the earliest time it fits.
 
         :return: ``(delay, None)`` when recorded at ``item.timestamp + delay``; otherwise
             ``(wait, rate)``: the wait it needed (``-1``: never) and the rate that refused it.
         """
-        if self.put(item):
+        if item.timestamp >= self._paused and self.put(item):
             return 0, None
         rate = self.failing_rate or self.rates[0]
         wait = self.waiting(item)
@@ -92,6 +94,22 @@ class AbstractBucket(ABC):
         if self.put(RateItem(item.name, item.timestamp + wait, item.weight)):
             return wait, None
         return wait, self.failing_rate or rate
+
+    def pause_until(self, name: str, until: int) -> int:
+        """Admit nothing under ``name`` before ``until`` (ms on the items' clock) for every caller
+        sharing the bucket; a later end already set stays.
+
+        This default keeps the pause in this process, for buckets written against v3.
+
+        :return: the end now in force.
+        """
+        check_pause(name, until)
+        self._paused = max(self._paused, until)
+        return self._paused
+
+    def paused_until(self, name: str) -> int:
+        """When the pause on ``name`` ends (ms on the items' clock): a time already past, or 0, when none holds."""
+        return max(0, self._paused)
 
     def release(self, item: RateItem) -> None:  # noqa: B027 - optional, v3 buckets lack it
         """Give back a reservation recorded at ``item.timestamp``; a no-op where unsupported."""
@@ -107,10 +125,10 @@ class ReservingBucket(AbstractBucket):
     """
 
     @abstractmethod
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         """Record ``item`` now or, within ``max_delay`` ms, at the earliest time it fits (see the base)."""
 
     def put(self, item: RateItem) -> bool:
         check_name(item.name)  # the names every backend takes, the same on each
-        _, self.failing_rate = self.reserve(item, None)
+        self.failing_rate = (self.reserve(item, None))[1]
         return self.failing_rate is None

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..._rate import RateItem, check_rates
+from ..._rate import RateItem, check_pause, check_rates
 from ..._window import SlidingLog
 from .base import ReservingBucket
 
 if TYPE_CHECKING:
-    from ..._rate import Rate
+    from ..._rate import Rate, Verdict
     from ..._state import Usage
 
 
@@ -22,11 +22,18 @@ class InMemoryBucket(ReservingBucket):
         self.failing_rate = None
         self._log = SlidingLog(self.rates)
 
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         return self._log.reserve(item, max_delay)
 
     def release(self, item: RateItem) -> None:
         self._log.release(item.name, item.timestamp, item.weight)
+
+    def pause_until(self, name: str, until: int) -> int:
+        check_pause(name, until)
+        return self._log.pause(until)
+
+    def paused_until(self, name: str) -> int:
+        return self._log.paused()
 
     def waiting(self, item: RateItem) -> int:
         return self._log.waiting(item.timestamp, item.weight)

@@ -7,13 +7,14 @@ import heapq
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ..._rate import Rate, RateItem, check_rates
-from ..._window import SlidingLog
+from ..._rate import Rate, RateItem, check_pause, check_rates
+from ..._window import SlidingLog, hold_at_fork
 from .base import ReservingBucket
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ..._rate import Verdict
     from ..._state import Usage
 
     RatesFor = Callable[[str], list[Rate]]
@@ -24,10 +25,11 @@ _SWEEP_CHUNK = 1024  # logs leaked per hold of the lock: a sweep never stalls ac
 class KeyedBucket(ReservingBucket):
     """Every name its own limit, in this process: ``AsyncLimiter.per_key(rates)`` uses it.
 
-    A name's log is made on its first item, with the rates ``rates`` gives for it, and dropped by
-    ``leak`` once nothing in it counts any more: an empty log decides like a fresh one, so memory
-    follows the names active within the longest interval. Finding a name's log and deciding in
-    it happen under one lock, so a log is never dropped while an item goes into it.
+    A name's log is made on its first item (or pause), with the rates ``rates`` gives for it, and
+    dropped by ``leak`` once nothing in it counts any more and no pause holds it: an empty log
+    decides like a fresh one, so memory follows the names active within the longest interval.
+    Finding a name's log and deciding in it happen under one lock, so a log is never dropped
+    while an item goes into it.
 
     :param rates: the rates of every name, or a function from a name to its rates (tiers).
     """
@@ -42,9 +44,11 @@ class KeyedBucket(ReservingBucket):
             self.rates = shared
         self.failing_rate = None
         self._logs: dict[Any, SlidingLog] = {}
+        self._most = 0  # the most logs held since the dict was last rebuilt
         self._lock = threading.Lock()  # both variants: no await happens while it is held
+        hold_at_fork(self)  # its logs are only used under this lock: fork takes it, not theirs
 
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         with self._lock:
             log = self._logs.get(item.name)
             if log is None:
@@ -56,6 +60,20 @@ class KeyedBucket(ReservingBucket):
             log = self._logs.get(item.name)
             if log is not None:
                 log.release(item.name, item.timestamp, item.weight)
+
+    def pause_until(self, name: str, until: int) -> int:
+        """Pause ``name`` alone: every name has its own limit, so its own pause."""
+        check_pause(name, until)
+        with self._lock:
+            log = self._logs.get(name)
+            if log is None:
+                log = self._logs[name] = self._new_log(name)
+            return log.pause(until)
+
+    def paused_until(self, name: str) -> int:
+        with self._lock:
+            log = self._logs.get(name)
+            return 0 if log is None else log.paused()
 
     def waiting(self, item: RateItem) -> int:
         with self._lock:
@@ -78,8 +96,14 @@ class KeyedBucket(ReservingBucket):
                     if log is None:
                         continue
                     leaked += log.leak(current_timestamp)
-                    if log.count() == 0:  # its floor is behind current_timestamp: a fresh log decides alike
+                    # Empty and unpaused, its floor behind current_timestamp: a fresh log decides alike.
+                    if log.count() == 0 and log.paused() <= current_timestamp:
                         del self._logs[name]
+        with self._lock:
+            # A dict never shrinks as keys go: once most have gone, copy what is left.
+            self._most = max(self._most, len(names))
+            if self._most > _SWEEP_CHUNK and len(self._logs) < self._most // 4:
+                self._logs, self._most = dict(self._logs), len(self._logs)
         return leaked
 
     def flush(self) -> None:
@@ -119,4 +143,4 @@ class KeyedBucket(ReservingBucket):
         return len(self._logs)
 
     def _new_log(self, name: Any) -> SlidingLog:
-        return SlidingLog(check_rates(self.rates_for(name)))
+        return SlidingLog(check_rates(self.rates_for(name)), guarded=True)

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..._concurrency import run_blocking, sleep
-from ..._drivers.sqlite import SQL, TableSQL, driver, open_file, open_watched
+from ..._drivers.sqlite import PAUSES, SQL, TableSQL, driver
+from ..._drivers.sqlite_file import FORKED, INHERITED, Forks, open_file, open_watched, reopen_in_child
 from ..._errors import BackendError
-from ..._rate import RateItem, check_rates
+from ..._rate import RateItem, check_name, check_pause, check_rates
 from ..._window import NEVER, UNSTORABLE, earliest_fit, horizon, judged_at, span, wait
 from ..clocks import AbstractClock
 from .base import ReservingBucket
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from ..._drivers.sqlite import Query, Rows, Steps
-    from ..._rate import Rate
+    from ..._rate import Rate, Verdict
     from ..._state import Usage
     from ..._typing import SQLiteConnection
 
@@ -40,14 +41,18 @@ class SQLiteBucket(ReservingBucket):
 
     The table holds one row per admitted item: ``cum`` (the running total of weight, the row id),
     ``ts`` (ms), ``weight`` and ``name``; it is created on first use. Every lookup is a seek on
-    the row id, so the table needs no other index.
+    the row id, so the table needs no other index. A pause (``pause_until``) is one row of the
+    file's ``pyrate_limiter_pauses`` table, keyed by the table's name, also created on first use.
 
     :param conn: a ``sqlite3.Connection`` (made with ``check_same_thread=False`` when the bucket is
         used from several threads, as a limiter's leak thread does; not with ``autocommit=False``:
         each decision opens its own transaction); the async bucket also takes
         a connection of the ``sqlite`` extra's async driver, awaited natively (on an event loop
         that driver cannot run on, give it a ``sqlite3`` connection: each transaction then runs
-        in a worker thread). Never closed by the bucket.
+        in a worker thread). Never closed by the bucket. Its busy timeout bounds how long a
+        decision waits for another connection's lock, or the decision's ``max_delay`` if shorter:
+        the bucket then lowers the connection's ``PRAGMA busy_timeout`` to that, and sets it back
+        before the next decision with no shorter bound.
     :param table: the table's name, used as a quoted identifier.
     :param synchronous: the connection's ``PRAGMA synchronous``, set on first use with
         ``journal_mode=WAL``; ``NORMAL`` survives a crash of the program but may lose the last
@@ -76,12 +81,16 @@ class SQLiteBucket(ReservingBucket):
         self.failing_rate = None
         if not isinstance(table, str) or not table or "\0" in table:
             raise ValueError(f"table must be a non-empty str without NUL characters, got {table!r}")
+        if table.lower() == PAUSES:
+            raise ValueError(f"table cannot be {PAUSES!r}: the file keeps its buckets' pauses in that table")
         if synchronous not in (None, "OFF", "NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL, EXTRA or None, got {synchronous!r}")
         self.table = table
         self.conn = conn
-        self._db = driver(conn, f"SQLiteBucket (table {table!r})")
+        self._db = driver(conn, self._owner())
         self._owns_conn = False
+        self._forks = Forks.count  # a run in a forked child sees more
+        self._reopen: tuple[str, float] | None = None  # the file and timeout init_from_file opened
         self._ready = False
         self._synchronous = synchronous
         # Spans, not intervals: an item counts at its stamp and the interval's ms after it (see _window).
@@ -108,7 +117,8 @@ class SQLiteBucket(ReservingBucket):
             of the user, so that they share their buckets.
         :param create_new_table: ``False`` only checks that the table exists.
         :param use_file_lock: accepted for v3 compatibility and ignored: SQLite locks the file itself.
-        :param timeout: seconds a decision waits for another process's transaction (busy timeout).
+        :param timeout: seconds a decision waits for another process's transaction (busy
+            timeout), or its ``max_delay`` if shorter.
         """
         path = default_db_path() if db_path is None else os.fspath(db_path)
         conn, opened = run_blocking(open_watched, path, timeout)
@@ -120,6 +130,7 @@ class SQLiteBucket(ReservingBucket):
         bucket._owns_conn = True
         if opened is not None:
             bucket._db.file.follow(*opened)
+            bucket._reopen = (opened[0], timeout)
         try:
             bucket._prepare(create=create_new_table)
         except BaseException:
@@ -127,21 +138,20 @@ class SQLiteBucket(ReservingBucket):
             raise
         return bucket
 
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         return self._decide(item, max_delay, record=True)
 
     def waiting(self, item: RateItem) -> int:
-        delay, _ = self._decide(item, None, record=False)
-        return delay
+        return (self._decide(item, None, record=False))[0]
 
     def state(self, item: RateItem) -> tuple[int, Usage]:
         # One statement reads it all; a weight past storing is asked about as 0, and never fits.
         weight, t, n = (0 if item.weight > self._unstorable else item.weight), item.timestamp, len(self._rates)
         params = (weight, *(t - stamps for _, stamps in self._rates))
         rows: Rows = self._run(_one(self._sql.usage, params), write=False)
-        row: Any = rows[0] if rows else (0, None, 0, None, None, *[None] * 3 * n)  # no rows: an empty table
-        total, _, base, trimmed, _, *rest = row
-        at, _ = earliest_fit(judged_at(t, trimmed, self._longest), weight, self._rates, total, base, rest[:n])
+        total, _, base, trimmed, _, paused, *rest = rows[0]
+        start = max(judged_at(t, trimmed, self._longest), paused)
+        at, _ = earliest_fit(start, weight, self._rates, total, base, rest[:n])
         usage = []
         for i, (rate, (_, stamps)) in enumerate(zip(self.rates, self._rates, strict=True)):
             before, first = rest[n + 2 * i], rest[n + 2 * i + 1]
@@ -158,8 +168,21 @@ class SQLiteBucket(ReservingBucket):
         return result
 
     def flush(self) -> None:
-        self._run(_one(self._sql.flush, ()), write=True)
+        self._run(self._flush_steps(), write=True)
         self.failing_rate = None
+
+    def pause_until(self, name: str, until: int) -> int:
+        """Admit nothing under ``name`` before ``until`` (ms on the items' clock) for every caller
+        sharing the backend; a later end already set stays. :return: the end now in force."""
+        check_pause(name, until)
+        result: int = self._run(self._pause_steps(until), write=True)
+        return result
+
+    def paused_until(self, name: str) -> int:
+        """When the pause on ``name`` ends (ms on the items' clock); 0 when none was set (or since flush)."""
+        check_name(name)
+        rows: Rows = self._run(_one(self._sql.paused, ()), write=False)
+        return int(rows[0][0])
 
     def count(self) -> int:
         rows: Rows = self._run(_one(self._sql.count, ()), write=False)
@@ -175,16 +198,23 @@ class SQLiteBucket(ReservingBucket):
         """Close the connection if ``init_from_file`` opened it; a given connection stays open."""
         if self._owns_conn:
             self._owns_conn = False
+            if self._forks != Forks.count:  # forked, never used here: the connection is the parent's
+                INHERITED.append(self.conn)
+                return
             self._db.close()
 
-    def _decide(self, item: RateItem, max_delay: int | None, *, record: bool) -> tuple[int, Rate | None]:
+    def _decide(self, item: RateItem, max_delay: int | None, *, record: bool) -> Verdict:
         if item.weight > self._unstorable:
             return NEVER, self.rates[0]
         steps = self._decide_steps(_name(item), item.timestamp, item.weight, max_delay, record)
-        delay, index, decided = self._run(steps, write=record)
+        # A decision that may wait waits no longer than that for another process's lock either.
+        busy_ms = max_delay if record else None
+        delay, index, decided, remaining = self._run(steps, write=record, busy_ms=busy_ms)
         if record:
             item.timestamp = decided  # later than its stamp when a trim overtook it
-        return delay, None if index is None else self.rates[index]
+        if index is None:
+            return delay, None
+        return (delay, self.rates[index], remaining) if remaining else (delay, self.rates[index])
 
     def _prepare(self, *, create: bool = True) -> None:
         # While another process turns a new file to WAL, SQLite may report it locked without
@@ -199,10 +229,32 @@ class SQLiteBucket(ReservingBucket):
             sleep(0.01 * (attempt + 1))
         self._ready = True
 
-    def _run(self, steps: Steps, *, write: bool, check: bool = False) -> Any:
+    def _run(self, steps: Steps, *, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
+        if self._forks != Forks.count:
+            self._leave_inherited()
         if not self._ready:
             self._prepare()
-        return self._db.run(steps, write=write, check=check)
+        return self._db.run(steps, write=write, check=check, busy_ms=busy_ms)
+
+    def _leave_inherited(self) -> None:
+        """In a forked child: open the file afresh, as SQLite asks (a connection must not cross a fork).
+
+        A given connection stays: the bucket cannot know how to open it. The connect blocks,
+        in both variants: once per child, and never across an await under ``FORKED``.
+        """
+        with FORKED:
+            if self._forks == Forks.count:
+                return
+            if self._owns_conn and self._reopen is not None:
+                path, timeout = self._reopen
+                conn, opened = reopen_in_child(path, timeout, self._db.file.identity)
+                INHERITED.append(self.conn)
+                self.conn, self._db, self._ready = conn, driver(conn, self._owner()), False
+                self._db.file.follow(*opened)
+            self._forks = Forks.count
+
+    def _owner(self) -> str:
+        return f"SQLiteBucket (table {self.table!r})"
 
     # -- the transactions, as steps: each yields a statement and receives its rows ----------
 
@@ -212,44 +264,54 @@ class SQLiteBucket(ReservingBucket):
             yield SQL["wal"], ()
             yield SQL["synchronous"].format(synchronous=self._synchronous), ()
         yield (self._sql.create_table if create else self._sql.probe), ()
+        yield self._sql.create_pauses, ()  # also beside a table of a version without pauses
         if self._db.file.path is None:  # a given connection: learn its file, if it has one
             self._db.file.learn((yield SQL["database_list"], ()))
 
     def _decide_steps(
         self, name: str, t: int, weight: int, max_delay: int | None, record: bool
-    ) -> Generator[Query, Rows, tuple[int, int | None, int]]:
-        """The rule of ``pyrate_limiter._window``: find the earliest fit, record, trim."""
+    ) -> Generator[Query, Rows, tuple[int, int | None, int, tuple[int, ...]]]:
+        """The rule of ``pyrate_limiter._window``: find the earliest fit, record, trim.
+
+        :return: the delay (or wait), the index of the rate that refused (``None``: recorded), the
+            time decided at and, for a refusal that recorded nothing, the units each rate has left.
+        """
         rows = yield self._sql.state, (weight,)
-        total, last, base, trimmed, oldest, *firsts = rows[0] if rows else (0, None, 0, None, None)
+        total, last, base, trimmed, oldest, paused, *firsts = rows[0]
         # An item stamped before a trim (its process waited for the lock) is decided and recorded
         # no earlier than where its windows hold no trimmed entry: their weight is unknown.
         # Rows still due for trimming change nothing: they end every window before ``t``.
         start = judged_at(t, trimmed, self._longest)
-        at, blocking = earliest_fit(start, weight, self._rates, total, base, firsts)
+        # A pause moves only where the search starts: the item keeps its stamp and waits it out.
+        at, blocking = earliest_fit(paused if paused > start else start, weight, self._rates, total, base, firsts)
+        if blocking is None and at > start:
+            blocking = 0  # only the pause held it back
         if not record:
-            return wait(t, at), blocking, t  # from its own stamp, as in _window
+            return wait(t, at), blocking, t, ()  # from its own stamp, as in _window
         # Delays count from the decided time: the item is restamped with it (see _window).
         delay = at - start
         bound = horizon(t, self._longest)
         if oldest is not None and oldest <= bound:
             yield self._sql.trim, (bound,)
             yield self._sql.mark, (bound,)
-        if at == NEVER:
-            return NEVER, blocking, start
-        if blocking is not None and (max_delay is None or delay > max_delay):
-            return delay, blocking, start
+        if at == NEVER or (blocking is not None and (max_delay is None or delay > max_delay)):
+            left = []  # what each rate has left at the decided time, read in the same transaction
+            rows = yield self._sql.befores, tuple(start - stamps for _, stamps in self._rates)
+            for (limit, _), before in zip(self._rates, rows[0], strict=True):
+                left.append(max(limit - (total - (base if before is None else before)), 0))
+            return (NEVER if at == NEVER else delay), blocking, start, tuple(left)
         if weight <= 0:
-            return delay, None, start  # admitted; a row of no weight would change no count
+            return delay, None, start, ()  # admitted; a row of no weight would change no count
         if last is None or at >= last:
             yield self._sql.insert, (total + weight, at, weight, name)
-            return delay, None, start
+            return delay, None, start, ()
         # Older than the newest row (clock skew, or behind a reservation): insert in order.
         rows = yield self._sql.before, (at,)
         previous = rows[0][0] if rows else base
         yield self._sql.shift, (weight, previous)
         yield self._sql.unshift, ()
         yield self._sql.insert, (previous + weight, at, weight, name)
-        return delay, None, start
+        return delay, None, start, ()
 
     def _release_steps(self, at: int, weight: int, name: str) -> Steps:
         rows = yield self._sql.find, (at, weight, name)
@@ -258,6 +320,15 @@ class SQLiteBucket(ReservingBucket):
             yield self._sql.delete, (gone,)
             yield self._sql.shift, (-weight, gone)
             yield self._sql.unshift, ()
+
+    def _pause_steps(self, until: int) -> Generator[Query, Rows, int]:
+        yield self._sql.pause, (until,)
+        rows = yield self._sql.paused, ()
+        return int(rows[0][0])
+
+    def _flush_steps(self) -> Steps:
+        yield self._sql.flush, ()
+        yield self._sql.unpause, ()
 
     def _leak_steps(self, bound: int) -> Generator[Query, Rows, int]:
         rows = yield self._sql.trimmed, (bound,)
