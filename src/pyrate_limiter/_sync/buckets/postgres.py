@@ -13,7 +13,7 @@ from ... import _postgres_sql as q
 from ..._batching import Batcher
 from ..._concurrency import run_blocking
 from ..._errors import BackendError, reason
-from ..._rate import RateItem, check_name, check_rates
+from ..._rate import RateItem, check_name, check_pause, check_rates
 from ..._window import NEVER, UNSTORABLE, earliest_fit, judged_at, span, wait
 from ..clocks import AbstractClock
 from .base import ReservingBucket
@@ -41,8 +41,6 @@ LOCK_WAIT_MIN = 1000
 concurrent callers queue on that lock in normal work, and must not read as an outage."""
 
 _MAX_LOCK_TIMEOUT = 2**31 - 1
-
-_MAX_BIGINT = 2**63 - 1  # the latest pause end a bigint column holds
 
 DEFAULT_KEY = "default"
 """The bucket key used when none is given: one bucket per table."""
@@ -205,11 +203,7 @@ class PostgresBucket(ReservingBucket):
     def pause_until(self, name: str, until: int) -> int:
         """Admit nothing under ``name`` before ``until`` (ms on the items' clock) for every caller
         sharing the backend; a later end already set stays. :return: the end now in force."""
-        check_name(name)
-        if not isinstance(until, int) or isinstance(until, bool):
-            raise TypeError(f"until must be an int (ms), got {until!r}")
-        if not 0 <= until <= _MAX_BIGINT:
-            raise ValueError(f"until must be between 0 and {_MAX_BIGINT} ms, got {until}")
+        check_pause(name, until)
         # One call: the bucket's pause function keeps the later end in its marker, under its lock.
         params = [self.lock_key, self.key, until, LOCK_TIMEOUT]
         row = self._pool.run([(self._pause_sql, params)], self._setup)
