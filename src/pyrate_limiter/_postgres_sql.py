@@ -54,9 +54,10 @@ class Prepared(NamedTuple):
     text: bytes
 
 
-DECIDE = "decide4"
+DECIDE = "decide5"
 """The suffix of the deciding function: decide3 decided one item; decide4 decides a batch in order
-and takes ``p_durable``. Tables made for decide3 keep it, and get decide4 on first use."""
+and takes ``p_durable``; decide5 honours the marker's pause. Tables made for an older one keep it,
+and get decide5 (and the ``paused`` column) on first use."""
 
 LOCK = b"SELECT pg_advisory_xact_lock(%s::bigint)"
 
@@ -66,9 +67,12 @@ SETUP = [
     # ts is NULL only in a bucket's marker, made with its first item (no name either): weight =
     # the newest trimmed timestamp (NULL before a trim), cum = the weight ever trimmed (the base of
     # every running total), oldest = the oldest item's timestamp, or earlier (NULL: no item); the
-    # column is NULL in items.
+    # column is NULL in items, and so is paused: the end of the bucket's pause (NULL: none set).
+    # The marker is never trimmed (its ts is NULL), so a pause lasts until flush.
     "CREATE TABLE IF NOT EXISTS {table} (bucket text NOT NULL, name text, ts bigint, weight bigint, "
-    "cum bigint NOT NULL, oldest bigint)",
+    "cum bigint NOT NULL, oldest bigint, paused bigint)",
+    # A table made before pauses existed; adding a nullable column rewrites nothing.
+    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS paused bigint",
     # Items are in the same order by ts as by cum; items of weight 0 share their predecessor's cum.
     # (bucket, ts, cum) finds both ends, trims and inserts out of order, and holds the marker last
     # (NULLS LAST), next to the newest item; (bucket, cum, weight DESC) finds where a window
@@ -144,6 +148,7 @@ DECLARE
     v_need bigint;
     v_fits bigint;
     v_prev bigint;
+    v_paused bigint;
 BEGIN
     -- Assignments and conditions, not PERFORM: a lone function call there runs without starting
     -- the executor. This transaction only: a held lock (the bucket's or its table's) is waited for
@@ -166,9 +171,9 @@ BEGIN
                 -- the newest item (the total).
                 SELECT count(*) FILTER (WHERE ts IS NULL) > 0, max(weight) FILTER (WHERE ts IS NULL),
                         coalesce(max(cum) FILTER (WHERE ts IS NULL), 0), max(oldest),
-                        max(cum) FILTER (WHERE ts IS NOT NULL), max(ts)
-                    INTO v_marked, v_mark, v_base, v_oldest, v_total, v_last
-                    FROM (SELECT ts, weight, cum, oldest FROM {table} WHERE bucket = p_bucket
+                        max(cum) FILTER (WHERE ts IS NOT NULL), max(ts), max(paused)
+                    INTO v_marked, v_mark, v_base, v_oldest, v_total, v_last, v_paused
+                    FROM (SELECT ts, weight, cum, oldest, paused FROM {table} WHERE bucket = p_bucket
                         ORDER BY ts DESC, cum DESC LIMIT 2) f;
                 v_stale := false;
             END IF;
@@ -183,6 +188,12 @@ BEGIN
         v_total := coalesce(v_total, v_base);
         v_at := v_now;
         decided := v_now;
+        -- Paused: the search starts at the pause's end (the item keeps its stamp, and the delay
+        -- counts from it); the first rate refuses when no rate pushes it further.
+        IF v_paused > v_now THEN
+            v_at := v_paused;
+            rate := 0;
+        END IF;
         FOR i IN 1 .. cardinality(p_limits) LOOP
             v_need := v_total + v_weight - p_limits[i];
             CONTINUE WHEN v_need <= v_base;
@@ -248,6 +259,36 @@ BEGIN
 END
 """
 
+PAUSE_HEAD = """
+CREATE OR REPLACE FUNCTION {pause}(p_lock bigint, p_bucket text, p_until bigint, p_lock_timeout bigint)
+RETURNS bigint LANGUAGE plpgsql AS {body}
+"""
+
+# Under the bucket's lock, as a decision, so that a decision sees a pause whole or not at all and
+# the bucket never gets two markers: keeps the later end in the marker (made if missing), returns it.
+PAUSE_BODY = """
+DECLARE
+    v_setting text;
+    v_end bigint;
+BEGIN
+    v_setting := set_config('lock_timeout', p_lock_timeout || 'ms', true);
+    IF NOT pg_try_advisory_xact_lock(p_lock) THEN
+        PERFORM pg_advisory_xact_lock(p_lock);
+    END IF;
+    UPDATE {table} SET paused = greatest(paused, p_until) WHERE bucket = p_bucket AND ts IS NULL
+        RETURNING paused INTO v_end;
+    IF NOT FOUND THEN
+        INSERT INTO {table} (bucket, cum, paused) VALUES (p_bucket, 0, p_until);
+        v_end := p_until;
+    END IF;
+    RETURN v_end;
+END
+"""
+
+PAUSE = "SELECT {pause}(%s::bigint, %s::text, %s::bigint, %s::bigint)"
+
+PAUSED = "SELECT coalesce((SELECT paused FROM {table} WHERE bucket = %s AND ts IS NULL), 0)"
+
 # Text parameters: the lock, the bucket, the items' names and numbers (``items``), the limits,
 # the spans, record, the lock timeout, durable.
 DECIDE_CALL = (
@@ -267,14 +308,15 @@ PEEK = (
     " WHERE bucket = %(bucket)s AND u.unit > u.base AND cum >= u.unit ORDER BY cum, weight DESC LIMIT 1"
 )
 
-# Limiter.state in one statement (one snapshot): the total, the base and the newest trimmed stamp,
-# then per rate (``limits`` and ``spans`` in order) the stamp of the first row whose running total
+# Limiter.state in one statement (one snapshot): the total, the base, the newest trimmed stamp and
+# the pause's end, then per rate (``limits`` and ``spans`` in order) the stamp of the first row whose running total
 # reaches total + weight - limit, the running total of the newest row no longer counted at ``t``
 # and the stamp of the oldest counted.
 STATE = (
     f"WITH s AS (SELECT coalesce({_TOTAL}, 0) AS total, {_BASE} AS base,"
-    " (SELECT weight FROM {table} WHERE bucket = %(bucket)s AND ts IS NULL) AS trimmed)"
-    " SELECT s.total, s.base, s.trimmed,"
+    " (SELECT weight FROM {table} WHERE bucket = %(bucket)s AND ts IS NULL) AS trimmed,"
+    " (SELECT paused FROM {table} WHERE bucket = %(bucket)s AND ts IS NULL) AS paused)"
+    " SELECT s.total, s.base, s.trimmed, s.paused,"
     " array(SELECT (SELECT ts FROM {table} WHERE bucket = %(bucket)s AND ts IS NOT NULL"
     " AND cum >= s.total + %(weight)s - r.lim ORDER BY cum, weight DESC LIMIT 1)"
     " FROM unnest(%(limits)s::bigint[]) WITH ORDINALITY AS r(lim, i) ORDER BY r.i),"

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from .conftest import AsyncCreateBucket
 
 # The bucket kinds that keep a pause natively so far; each backend adds itself as it does.
-PAUSING = ["custom_list", "in_memory", "redis", "redis_cluster", "sqlite_file", "sqlite_memory"]
+PAUSING = ["custom_list", "in_memory", "postgres", "redis", "redis_cluster", "sqlite_file", "sqlite_memory"]
 
 
 @pytest.fixture(params=PAUSING)

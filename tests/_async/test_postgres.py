@@ -26,7 +26,7 @@ from pyrate_limiter import (
     RateItem,
 )
 from pyrate_limiter._concurrency import AsyncTaskGroup, arun_blocking, asleep
-from pyrate_limiter._postgres_sql import derived_name
+from pyrate_limiter._postgres_sql import DECIDE, derived_name
 
 from ..fake_clock import FakeClock
 from ..windows import assert_windows_hold
@@ -335,14 +335,14 @@ async def test_a_non_durable_bucket_commits_without_waiting_for_the_flush_and_ke
         await close_postgres_pool(pool)
 
 
-async def test_a_table_made_before_decide4_gets_it_on_first_use(
+async def test_a_table_made_before_the_current_decide_function_gets_it_on_first_use(
     pool: AsyncConnectionPool[Any] | ConnectionPool[Any], postgres_dsn: str
 ) -> None:
     table = f"older {os.urandom(6).hex()}"
     bucket = AsyncPostgresBucket(pool, table, [Rate(2, Duration.MINUTE)], key=unique_key())
     assert await bucket.put(RateItem("k", T0))
-    # What an older version left: the table, its indexes and trim, and decide3 but not decide4.
-    function = sql.Identifier(derived_name(table, "decide4"))
+    # What an older version left: the table, its indexes and trim, and an older decide function only.
+    function = sql.Identifier(derived_name(table, DECIDE))
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("DROP FUNCTION {}").format(function))
     assert await bucket.put(RateItem("k", T0 + 1))
@@ -403,8 +403,9 @@ async def test_a_held_bucket_lock_is_waited_for_no_longer_than_max_delay(
     with psycopg.connect(postgres_dsn) as holder:
         holder.execute("SELECT pg_advisory_xact_lock(%s::bigint)", [bucket.lock_key])
         started = time.monotonic()
-        with pytest.raises(BackendError, match="LockNotAvailable"):
+        with pytest.raises(BackendError, match="LockNotAvailable") as refused:
             await limiter.try_acquire("k", max_delay=300)
+        assert refused.value.recorded is False  # the server answered ERROR: its transaction rolled back
         waited = time.monotonic() - started
         holder.rollback()
     # The server waited its lock_timeout: max_delay, raised to LOCK_WAIT_MIN (1 s); without one, the
@@ -491,8 +492,56 @@ async def test_a_connection_lost_mid_decision_raises_and_records_nothing(
         )
         assert f"{type(errors[0].__cause__).__name__}: " in str(errors[0])  # the driver's own words follow
         assert isinstance(errors[0].__cause__, psycopg.OperationalError)
+        assert errors[0].recorded is None  # a FATAL may follow a commit: the client cannot know
         assert await bucket.count() == 0
         assert await bucket.put(RateItem("k", T0))
+        await bucket.flush()
+    finally:
+        await close_postgres_pool(pool)
+
+
+async def test_decisions_whose_connection_dies_are_recorded_once_or_reported_unknown(
+    request: pytest.FixtureRequest, postgres_dsn: str
+) -> None:
+    # Backends killed at random points of their decisions (deciding, committing, answering).
+    app = f"pyrate doomed {os.urandom(4).hex()}"
+    pool = await open_postgres_pool(request, check=True, kwargs={"application_name": app})
+    try:
+        bucket = AsyncPostgresBucket(pool, POSTGRES_TABLE, [Rate(10**9, Duration.HOUR)], key=unique_key())
+        assert await bucket.count() == 0
+        admitted: list[str] = []
+        unknown: list[str] = []
+        refused: list[str] = []
+        names = iter(range(10**9))
+        stopping = False
+
+        async def traffic() -> None:
+            while not stopping:
+                i = next(names)
+                try:
+                    assert await bucket.put(RateItem(f"n{i}", T0 + i))
+                    admitted.append(f"n{i}")
+                except BackendError as error:
+                    (unknown if error.recorded is None else refused).append(f"n{i}")
+                    await asleep(0.005)
+
+        with psycopg.connect(postgres_dsn, autocommit=True) as killer:
+            async with AsyncTaskGroup() as tasks:
+                for _ in range(3):
+                    tasks.start_soon(traffic)
+                deadline = time.monotonic() + 60
+                while len(unknown) + len(refused) < 5 or len(admitted) < 50:
+                    assert time.monotonic() < deadline, (len(admitted), len(unknown), len(refused))
+                    killer.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", [app]
+                    )
+                    await asleep(random.uniform(0.02, 0.1))  # time for the pool to reconnect
+                stopping = True
+        stored = [row[0] for row in rows(postgres_dsn, POSTGRES_TABLE, bucket.key)]
+        assert len(stored) == len(set(stored))  # nothing is ever sent, hence recorded, twice
+        assert set(admitted) <= set(stored)
+        assert set(stored) - set(admitted) <= set(unknown)  # what counts without an answer was reported unknown
+        assert not set(refused) & set(stored)
         await bucket.flush()
     finally:
         await close_postgres_pool(pool)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from ... import _postgres_sql as q
 from ..._batching import Batcher
 from ..._concurrency import run_blocking
 from ..._errors import BackendError, reason
-from ..._rate import RateItem, check_rates
+from ..._rate import RateItem, check_name, check_pause, check_rates
 from ..._window import NEVER, UNSTORABLE, earliest_fit, judged_at, span, wait
 from ..clocks import AbstractClock
 from .base import ReservingBucket
@@ -59,6 +60,8 @@ class PostgresBucket(ReservingBucket):
     ts, weight, cum``: epoch ms and a running total of weight) and a marker row per bucket (no
     name, no ``ts``: what trimming left, and where the oldest item is); it is created, with its
     functions and indexes, on first use.
+    A pause (``pause_until``) is an end kept by max in the marker, read by each decision with the
+    rest of the bucket's state and never trimmed: it lasts until it ends or ``flush``.
     Decisions and ``leak`` trim the rows that can no longer count, stamped at or before
     ``t - longest interval - 1``; an item stamped before the newest trimmed stamp plus the longest
     interval plus 1 (clock skew between machines) is decided as arriving then, as in every backend.
@@ -77,6 +80,12 @@ class PostgresBucket(ReservingBucket):
         default): their room is free again, and right after the crash the bucket may admit more
         than its rates allow. ``True``, the default, commits as the server is configured
         (``synchronous_commit=on`` unless changed there): nothing admitted is forgotten.
+    A forked child cannot use a bucket made before the fork: its pool's connections and locks are
+    the parent's (psycopg_pool does nothing on fork), so each call raises ``BackendError`` with
+    ``recorded=False`` without touching the pool. Open a new pool and bucket in the child.
+    Nothing is ever sent twice: when a decision's reply is lost (the connection dies as it
+    commits), the call raises ``BackendError`` with ``recorded=None``, since the item may count.
+
     :raises BackendError: from every method, when the server or the connection fails.
     """
 
@@ -113,6 +122,7 @@ class PostgresBucket(ReservingBucket):
             "table": sql.Identifier(table),
             "function": sql.Identifier(q.derived_name(table, q.DECIDE)),
             "trim": sql.Identifier(q.derived_name(table, "trim")),
+            "pause": sql.Identifier(q.derived_name(table, "pause")),
             "ts_index": sql.Identifier(q.derived_name(table, "ts")),
             "cum_index": sql.Identifier(q.derived_name(table, "cum")),
         }
@@ -132,6 +142,7 @@ class PostgresBucket(ReservingBucket):
             *((sql.SQL(query).format(**ident).as_bytes(None), None) for query in q.SETUP),
             (function(q.TRIM_HEAD, q.TRIM_BODY), None),
             (function(q.DECIDE_HEAD, q.DECIDE_BODY), None),
+            (function(q.PAUSE_HEAD, q.PAUSE_BODY), None),
         ]
         # One statement per table, prepared once on each connection; the bucket's constants are parameters.
         function_name = q.derived_name(table, q.DECIDE)
@@ -143,6 +154,8 @@ class PostgresBucket(ReservingBucket):
         self._leak_sql = render(q.LEAK)
         self._flush_sql = render(q.FLUSH)
         self._release_sql = render(q.RELEASE)
+        self._pause_sql = render(q.PAUSE)
+        self._paused_sql = render(q.PAUSED)
         # Reservations allowed the same wait for the lock share calls (a call waits for it once).
         self._reserving: dict[int, Batcher] = {}
 
@@ -177,14 +190,32 @@ class PostgresBucket(ReservingBucket):
         params = {"bucket": self.key, "weight": weight, "t": t, "limits": self._limits, "spans": self._spans}
         row = self._pool.run([(self._state_sql, params)], self._setup)
         assert row is not None
-        total, base, trimmed, firsts, befores, oldest = row
+        total, base, trimmed, paused, firsts, befores, oldest = row
         rates = list(zip(self._limits, self._spans, strict=True))
-        at, _ = earliest_fit(judged_at(t, trimmed, self._longest), weight, rates, total, base, firsts)
+        start = max(judged_at(t, trimmed, self._longest), paused or 0)  # nothing fits before the pause ends
+        at, _ = earliest_fit(start, weight, rates, total, base, firsts)
         usage = []
         for rate, stamps, before, first in zip(self.rates, self._spans, befores, oldest, strict=True):
             used = total - (base if before is None else before)
             usage.append((rate, used, first + stamps - t if used else 0))
         return (NEVER if weight != item.weight else wait(t, at)), usage
+
+    def pause_until(self, name: str, until: int) -> int:
+        """Admit nothing under ``name`` before ``until`` (ms on the items' clock) for every caller
+        sharing the backend; a later end already set stays. :return: the end now in force."""
+        check_pause(name, until)
+        # One call: the bucket's pause function keeps the later end in its marker, under its lock.
+        params = [self.lock_key, self.key, until, LOCK_TIMEOUT]
+        row = self._pool.run([(self._pause_sql, params)], self._setup)
+        assert row is not None
+        return int(row[0])
+
+    def paused_until(self, name: str) -> int:
+        """When the pause on ``name`` ends (ms on the items' clock); 0 when none was set (or since flush)."""
+        check_name(name)
+        row = self._pool.run([(self._paused_sql, [self.key])], self._setup)
+        assert row is not None
+        return int(row[0])
 
     def leak(self, current_timestamp: int) -> int:
         row = self._locked(self._leak_sql, [self.key, current_timestamp - self._longest])
@@ -250,6 +281,7 @@ class _Pool:
     def __init__(self, pool: ConnectionPool[Any] | ConnectionPool[Any], owner: str) -> None:
         try:
             import psycopg
+            import psycopg_pool
             from psycopg import generators
             from psycopg_pool import ConnectionPool, ConnectionPool
         except ImportError as error:
@@ -265,8 +297,12 @@ class _Pool:
         else:
             raise TypeError(f"pool must be a psycopg_pool connection pool for {owner}, got {pool!r}")
         self._owner = owner
+        self._process = _PROCESS[0]
         self._error = psycopg.Error
-        self._missing = (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction)
+        self._unsent = psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed, psycopg_pool.TooManyRequests
+        # UndefinedColumn: a table made before a column was added (``paused``), read before a decision.
+        errors = psycopg.errors
+        self._missing = (errors.UndefinedTable, errors.UndefinedFunction, errors.UndefinedColumn)
         self._forgotten = psycopg.errors.InvalidSqlStatementName
         self._execute = generators.execute  # what Cursor.execute waits on: flush, then read every result
         self._failure = psycopg.errors.error_from_result
@@ -277,8 +313,10 @@ class _Pool:
 
         :param setup: statements creating what is missing, run once when a step finds no table
             or function, before the steps run again.
-        :raises BackendError: the server or the connection failed; nothing was recorded.
+        :raises BackendError: the server or the connection failed (``recorded``: see ``_failed``).
         """
+        if self._process != _PROCESS[0]:
+            raise self._forked()
         try:
             try:
                 return self._run(steps)
@@ -288,7 +326,7 @@ class _Pool:
             self._run(setup)
             return self._run(steps)
         except self._error as error:
-            raise BackendError(f"the PostgreSQL backend of {self._owner} failed: {reason(error)}") from error
+            raise self._failed(error) from error
 
     def call(self, statement: q.Prepared, params: list[str], setup: Steps) -> bytes:
         """Run ``statement``, prepared on each connection, and return its one value as the server sent it.
@@ -306,15 +344,35 @@ class _Pool:
         :param setup: as in ``run``.
         :raises BackendError: as in ``run``.
         """
+        if self._process != _PROCESS[0]:
+            raise self._forked()
         try:
             try:
                 return self._call(statement, params)
-            except self._missing:
+            except self._missing:  # refused before it ran: sent again once the function exists
                 pass
             self._run(setup)
             return self._call(statement, params)
         except self._error as error:
-            raise BackendError(f"the PostgreSQL backend of {self._owner} failed: {reason(error)}") from error
+            raise self._failed(error) from error
+
+    def _failed(self, error: Exception) -> BackendError:
+        """``error`` as a ``BackendError``, and whether the statement may have committed.
+
+        An ``ERROR`` the server answers with rolls the statement's transaction back, and a pool
+        that lent no connection sent nothing: certainly not recorded. A lost connection, or a
+        ``FATAL`` (which may come after the commit), leaves it unknown (``None``).
+        """
+        severity = getattr(getattr(error, "diag", None), "severity_nonlocalized", None)
+        recorded = False if severity == "ERROR" or isinstance(error, self._unsent) else None
+        return BackendError(f"the PostgreSQL backend of {self._owner} failed: {reason(error)}", recorded=recorded)
+
+    def _forked(self) -> BackendError:
+        return BackendError(
+            f"{self._owner} was made in process {self._process}, before a fork: its pool's connections are"
+            " that process's, and this one must open its own pool and bucket",
+            recorded=False,
+        )
 
     def _call(self, statement: q.Prepared, texts: list[str]) -> bytes:
         if self._native is None:
@@ -474,6 +532,12 @@ def _name(item: RateItem) -> str:
         raise ValueError(f"item names stored in PostgreSQL cannot hold NUL characters, got {item.name!r}")
     return name
 
+
+# This process's id, updated in a forked child: a pool made before the fork is never used after it
+# (one comparison per call, not a getpid system call).
+_PROCESS = [os.getpid()]
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=lambda: _PROCESS.__setitem__(0, os.getpid()))
 
 _CURSOR = "_pyrate_limiter_cursor"  # where a connection keeps the cursor of _cursor
 
