@@ -122,9 +122,9 @@ RETURNS bigint[] LANGUAGE plpgsql AS {body}
 # for the lock in that order. Each statement of a PL/pgSQL function takes a fresh snapshot, so
 # everything after the lock sees what the previous holder committed, and each item what the ones
 # before it recorded. Returns [delay, index of the refusing rate or NULL, time decided at] per
-# item, in one flat array: not rows of OUT parameters, which the server would pass through a
-# tuplestore. The bucket's state (marker and newest item) is read once, and again after a trim;
-# each item recorded updates it in place.
+# item, a refusal's followed by what each rate has left, in one flat array: not rows of OUT
+# parameters, which the server would pass through a tuplestore. The bucket's state (marker and
+# newest item) is read once, and again after a trim; each item recorded updates it in place.
 DECIDE_BODY = """
 DECLARE
     v_out bigint[] := '{{}}';
@@ -149,6 +149,8 @@ DECLARE
     v_fits bigint;
     v_prev bigint;
     v_paused bigint;
+    v_never boolean;
+    v_left bigint[];
 BEGIN
     -- Assignments and conditions, not PERFORM: a lone function call there runs without starting
     -- the executor. This transaction only: a held lock (the bucket's or its table's) is waited for
@@ -194,12 +196,15 @@ BEGIN
             v_at := v_paused;
             rate := 0;
         END IF;
+        v_never := false;
         FOR i IN 1 .. cardinality(p_limits) LOOP
             v_need := v_total + v_weight - p_limits[i];
             CONTINUE WHEN v_need <= v_base;
             IF v_weight > p_limits[i] THEN
-                v_out := v_out || ARRAY[-1, i - 1, decided];
-                CONTINUE items;
+                delay := -1;
+                rate := i - 1;
+                v_never := true;
+                EXIT;
             END IF;
             SELECT ts + p_intervals[i] INTO v_fits FROM {table}
                 WHERE bucket = p_bucket AND cum >= v_need ORDER BY cum, weight DESC LIMIT 1;
@@ -208,17 +213,31 @@ BEGIN
                 rate := i - 1;
             END IF;
         END LOOP;
-        IF rate IS NULL THEN
+        IF v_never THEN
+            NULL;  -- heavier than a limit: refused, whatever the wait allowed
+        ELSIF rate IS NULL THEN
             delay := 0;  -- admitted at once (at v_now, when late: the item is restamped with it)
         ELSE
             -- A decision's delay counts from the time it was decided at; waiting's from the stamp.
             delay := v_at - CASE WHEN p_record THEN v_now ELSE v_t END;
             v_max_delay := p_items[3 * j];
-            IF NOT p_record OR v_max_delay IS NULL OR delay > v_max_delay THEN
-                v_out := v_out || ARRAY[delay, rate, decided];
-                CONTINUE items;
+            IF p_record AND v_max_delay IS NOT NULL AND delay <= v_max_delay THEN
+                rate := NULL;  -- a reservation: recorded below, at v_at
             END IF;
-            rate := NULL;
+        END IF;
+        IF rate IS NOT NULL THEN
+            -- Refused: then what each rate has left at the time decided at, from this same snapshot.
+            v_left := '{{}}';
+            FOR i IN 1 .. cardinality(p_limits) LOOP
+                SELECT cum INTO v_prev FROM {table} WHERE bucket = p_bucket AND ts <= v_now - p_intervals[i]
+                    ORDER BY ts DESC, cum DESC LIMIT 1;
+                IF NOT FOUND THEN
+                    v_prev := v_base;
+                END IF;
+                v_left := v_left || greatest(p_limits[i] - (v_total - v_prev), 0);
+            END LOOP;
+            v_out := v_out || ARRAY[delay, rate, decided] || v_left;
+            CONTINUE items;
         END IF;
         IF NOT p_record THEN
             v_out := v_out || ARRAY[delay, rate, decided];

@@ -44,8 +44,8 @@ async def test_a_pause_refuses_an_item_that_would_fit_until_its_end(bucket: Asyn
     assert await bucket.pause_until("k", P) == P
     assert await bucket.paused_until("k") == P
     # Only the pause blocks: the first rate is named, and the wait runs to the pause's end.
-    assert await bucket.reserve(RateItem("k", T0), None) == (P - T0, bucket.rates[0])
-    assert await bucket.reserve(RateItem("k", T0 + 100), P - T0 - 101) == (P - T0 - 100, bucket.rates[0])
+    assert (await bucket.reserve(RateItem("k", T0), None))[:2] == (P - T0, bucket.rates[0])
+    assert (await bucket.reserve(RateItem("k", T0 + 100), P - T0 - 101))[:2] == (P - T0 - 100, bucket.rates[0])
     assert not await bucket.put(RateItem("k", P - 1))
     assert bucket.failing_rate == bucket.rates[0]
     assert await bucket.count() == 0
@@ -59,24 +59,24 @@ async def test_a_wait_long_enough_reserves_at_the_end_and_the_next_queues_by_the
 ) -> None:
     await bucket.pause_until("k", P)
     first = RateItem("a", T0)
-    assert await bucket.reserve(first, P - T0) == (P - T0, None)
+    assert (await bucket.reserve(first, P - T0))[:2] == (P - T0, None)
     assert first.timestamp == T0  # keeps its stamp: the limiter sleeps the delay
-    assert await bucket.reserve(RateItem("b", T0 + 10), I) == (P - T0 - 10, None)
+    assert (await bucket.reserve(RateItem("b", T0 + 10), I))[:2] == (P - T0 - 10, None)
     # Two at P fill the first rate: the third fits when the first frees its room, a span after P.
-    assert await bucket.reserve(RateItem("c", T0 + 20), None) == (P + I + 1 - T0 - 20, bucket.rates[0])
-    assert await bucket.reserve(RateItem("c", T0 + 20), 2 * I) == (P + I + 1 - T0 - 20, None)
+    assert (await bucket.reserve(RateItem("c", T0 + 20), None))[:2] == (P + I + 1 - T0 - 20, bucket.rates[0])
+    assert (await bucket.reserve(RateItem("c", T0 + 20), 2 * I))[:2] == (P + I + 1 - T0 - 20, None)
     assert [(row[0], row[1]) for row in rows(postgres_dsn, POSTGRES_TABLE, bucket.key)] == [
         ("a", P),
         ("b", P),
         ("c", P + I + 1),
     ]
     # The second rate (3 in 10 s) now pushes a fourth item well past the pause.
-    assert await bucket.reserve(RateItem("d", T0 + 30), None) == (P + 10 * I + 1 - T0 - 30, bucket.rates[1])
+    assert (await bucket.reserve(RateItem("d", T0 + 30), None))[:2] == (P + 10 * I + 1 - T0 - 30, bucket.rates[1])
 
 
 async def test_a_weight_that_never_fits_stays_never_under_a_pause(bucket: AsyncPostgresBucket) -> None:
     await bucket.pause_until("k", P)
-    assert await bucket.reserve(RateItem("k", T0, weight=3), 10 * I) == (-1, bucket.rates[0])
+    assert (await bucket.reserve(RateItem("k", T0, weight=3), 10 * I))[:2] == (-1, bucket.rates[0])
     assert await bucket.waiting(RateItem("k", T0, weight=4)) == -1
 
 
@@ -85,7 +85,7 @@ async def test_a_shorter_pause_never_shortens_a_longer_one(bucket: AsyncPostgres
     assert await bucket.pause_until("other name", P - 100) == P
     assert await bucket.pause_until("k", 0) == P
     assert await bucket.paused_until("k") == P
-    assert await bucket.reserve(RateItem("k", T0), None) == (P - T0, bucket.rates[0])
+    assert (await bucket.reserve(RateItem("k", T0), None))[:2] == (P - T0, bucket.rates[0])
     assert await bucket.pause_until("k", P + 1) == P + 1
     assert await bucket.paused_until("k") == P + 1
 
@@ -116,7 +116,7 @@ async def test_the_pause_survives_leaks_and_trims_until_its_end_and_flush_forget
     assert rows(postgres_dsn, POSTGRES_TABLE, bucket.key) == []
     assert await bucket.paused_until("k") == late
     # A decision far past the longest window trims too, and still meets the pause.
-    assert await bucket.reserve(RateItem("k", T0 + 60 * I), None) == (40 * I, bucket.rates[0])
+    assert (await bucket.reserve(RateItem("k", T0 + 60 * I), None))[:2] == (40 * I, bucket.rates[0])
     assert await bucket.put(RateItem("k", late))
     assert await bucket.leak(late + 20 * I) == 1
     assert await bucket.paused_until("k") == late
@@ -139,7 +139,7 @@ async def test_buckets_on_the_same_table_and_key_share_the_pause(
         assert await here.put(RateItem("k", T0))
         assert await there.pause_until("k", P) == P
         assert await here.paused_until("k") == P
-        assert await here.reserve(RateItem("k", T0 + 1), None) == (P - T0 - 1, here.rates[0])
+        assert (await here.reserve(RateItem("k", T0 + 1), None))[:2] == (P - T0 - 1, here.rates[0])
         assert await here.pause_until("k", P + 10) == P + 10
         assert await there.waiting(RateItem("k", T0 + 1)) == P + 10 - T0 - 1
         assert await elsewhere.put(RateItem("k", T0 + 1))  # another key: no pause
@@ -156,11 +156,11 @@ async def test_a_batch_applies_the_pause_to_each_request(bucket: AsyncPostgresBu
     requests = [("a", T0, 1, None), ("b", T0, 1, I), ("c", P, 1, None), ("d", T0 + 1, 1, I), ("e", P + 1, 1, 0)]
     decided = await bucket._decide(5000, True, requests)
     assert decided == [
-        (P - T0, 0, T0),  # refused: only the pause
-        (P - T0, None, T0),  # reserved at P
-        (0, None, P),  # stamped at the end: fits beside it
-        (P + I + 1 - T0 - 1, 0, T0 + 1),  # the first rate, full at P, frees a span later
-        (P + I + 1 - P - 1, 0, P + 1),  # no wait allowed
+        (P - T0, 0, T0, (2, 3)),  # refused: only the pause, every rate with room
+        (P - T0, None, T0, ()),  # reserved at P
+        (0, None, P, ()),  # stamped at the end: fits beside it
+        (P + I + 1 - T0 - 1, 0, T0 + 1, (0, 1)),  # the first rate, full at P, frees a span later
+        (P + I + 1 - P - 1, 0, P + 1, (0, 1)),  # no wait allowed
     ]
     assert await bucket.count() == 2
 
@@ -184,7 +184,7 @@ async def test_a_table_from_before_pauses_gets_them_on_first_use(
         elif first == "paused_until":
             assert await bucket.paused_until("k") == 0
         assert await bucket.pause_until("k", P) == P
-        assert await bucket.reserve(RateItem("k", T0 + 2), None) == (P - T0 - 2, bucket.rates[0])
+        assert (await bucket.reserve(RateItem("k", T0 + 2), None))[:2] == (P - T0 - 2, bucket.rates[0])
         assert await bucket.count() == (2 if first == "put" else 1)
         with psycopg.connect(postgres_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))

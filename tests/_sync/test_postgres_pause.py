@@ -45,8 +45,8 @@ def test_a_pause_refuses_an_item_that_would_fit_until_its_end(bucket: PostgresBu
     assert bucket.pause_until("k", P) == P
     assert bucket.paused_until("k") == P
     # Only the pause blocks: the first rate is named, and the wait runs to the pause's end.
-    assert bucket.reserve(RateItem("k", T0), None) == (P - T0, bucket.rates[0])
-    assert bucket.reserve(RateItem("k", T0 + 100), P - T0 - 101) == (P - T0 - 100, bucket.rates[0])
+    assert (bucket.reserve(RateItem("k", T0), None))[:2] == (P - T0, bucket.rates[0])
+    assert (bucket.reserve(RateItem("k", T0 + 100), P - T0 - 101))[:2] == (P - T0 - 100, bucket.rates[0])
     assert not bucket.put(RateItem("k", P - 1))
     assert bucket.failing_rate == bucket.rates[0]
     assert bucket.count() == 0
@@ -60,24 +60,24 @@ def test_a_wait_long_enough_reserves_at_the_end_and_the_next_queues_by_the_rule(
 ) -> None:
     bucket.pause_until("k", P)
     first = RateItem("a", T0)
-    assert bucket.reserve(first, P - T0) == (P - T0, None)
+    assert (bucket.reserve(first, P - T0))[:2] == (P - T0, None)
     assert first.timestamp == T0  # keeps its stamp: the limiter sleeps the delay
-    assert bucket.reserve(RateItem("b", T0 + 10), I) == (P - T0 - 10, None)
+    assert (bucket.reserve(RateItem("b", T0 + 10), I))[:2] == (P - T0 - 10, None)
     # Two at P fill the first rate: the third fits when the first frees its room, a span after P.
-    assert bucket.reserve(RateItem("c", T0 + 20), None) == (P + I + 1 - T0 - 20, bucket.rates[0])
-    assert bucket.reserve(RateItem("c", T0 + 20), 2 * I) == (P + I + 1 - T0 - 20, None)
+    assert (bucket.reserve(RateItem("c", T0 + 20), None))[:2] == (P + I + 1 - T0 - 20, bucket.rates[0])
+    assert (bucket.reserve(RateItem("c", T0 + 20), 2 * I))[:2] == (P + I + 1 - T0 - 20, None)
     assert [(row[0], row[1]) for row in rows(postgres_dsn, POSTGRES_TABLE, bucket.key)] == [
         ("a", P),
         ("b", P),
         ("c", P + I + 1),
     ]
     # The second rate (3 in 10 s) now pushes a fourth item well past the pause.
-    assert bucket.reserve(RateItem("d", T0 + 30), None) == (P + 10 * I + 1 - T0 - 30, bucket.rates[1])
+    assert (bucket.reserve(RateItem("d", T0 + 30), None))[:2] == (P + 10 * I + 1 - T0 - 30, bucket.rates[1])
 
 
 def test_a_weight_that_never_fits_stays_never_under_a_pause(bucket: PostgresBucket) -> None:
     bucket.pause_until("k", P)
-    assert bucket.reserve(RateItem("k", T0, weight=3), 10 * I) == (-1, bucket.rates[0])
+    assert (bucket.reserve(RateItem("k", T0, weight=3), 10 * I))[:2] == (-1, bucket.rates[0])
     assert bucket.waiting(RateItem("k", T0, weight=4)) == -1
 
 
@@ -86,7 +86,7 @@ def test_a_shorter_pause_never_shortens_a_longer_one(bucket: PostgresBucket) -> 
     assert bucket.pause_until("other name", P - 100) == P
     assert bucket.pause_until("k", 0) == P
     assert bucket.paused_until("k") == P
-    assert bucket.reserve(RateItem("k", T0), None) == (P - T0, bucket.rates[0])
+    assert (bucket.reserve(RateItem("k", T0), None))[:2] == (P - T0, bucket.rates[0])
     assert bucket.pause_until("k", P + 1) == P + 1
     assert bucket.paused_until("k") == P + 1
 
@@ -117,7 +117,7 @@ def test_the_pause_survives_leaks_and_trims_until_its_end_and_flush_forgets_it(
     assert rows(postgres_dsn, POSTGRES_TABLE, bucket.key) == []
     assert bucket.paused_until("k") == late
     # A decision far past the longest window trims too, and still meets the pause.
-    assert bucket.reserve(RateItem("k", T0 + 60 * I), None) == (40 * I, bucket.rates[0])
+    assert (bucket.reserve(RateItem("k", T0 + 60 * I), None))[:2] == (40 * I, bucket.rates[0])
     assert bucket.put(RateItem("k", late))
     assert bucket.leak(late + 20 * I) == 1
     assert bucket.paused_until("k") == late
@@ -140,7 +140,7 @@ def test_buckets_on_the_same_table_and_key_share_the_pause(
         assert here.put(RateItem("k", T0))
         assert there.pause_until("k", P) == P
         assert here.paused_until("k") == P
-        assert here.reserve(RateItem("k", T0 + 1), None) == (P - T0 - 1, here.rates[0])
+        assert (here.reserve(RateItem("k", T0 + 1), None))[:2] == (P - T0 - 1, here.rates[0])
         assert here.pause_until("k", P + 10) == P + 10
         assert there.waiting(RateItem("k", T0 + 1)) == P + 10 - T0 - 1
         assert elsewhere.put(RateItem("k", T0 + 1))  # another key: no pause
@@ -157,11 +157,11 @@ def test_a_batch_applies_the_pause_to_each_request(bucket: PostgresBucket) -> No
     requests = [("a", T0, 1, None), ("b", T0, 1, I), ("c", P, 1, None), ("d", T0 + 1, 1, I), ("e", P + 1, 1, 0)]
     decided = bucket._decide(5000, True, requests)
     assert decided == [
-        (P - T0, 0, T0),  # refused: only the pause
-        (P - T0, None, T0),  # reserved at P
-        (0, None, P),  # stamped at the end: fits beside it
-        (P + I + 1 - T0 - 1, 0, T0 + 1),  # the first rate, full at P, frees a span later
-        (P + I + 1 - P - 1, 0, P + 1),  # no wait allowed
+        (P - T0, 0, T0, (2, 3)),  # refused: only the pause, every rate with room
+        (P - T0, None, T0, ()),  # reserved at P
+        (0, None, P, ()),  # stamped at the end: fits beside it
+        (P + I + 1 - T0 - 1, 0, T0 + 1, (0, 1)),  # the first rate, full at P, frees a span later
+        (P + I + 1 - P - 1, 0, P + 1, (0, 1)),  # no wait allowed
     ]
     assert bucket.count() == 2
 
@@ -185,7 +185,7 @@ def test_a_table_from_before_pauses_gets_them_on_first_use(
         elif first == "paused_until":
             assert bucket.paused_until("k") == 0
         assert bucket.pause_until("k", P) == P
-        assert bucket.reserve(RateItem("k", T0 + 2), None) == (P - T0 - 2, bucket.rates[0])
+        assert (bucket.reserve(RateItem("k", T0 + 2), None))[:2] == (P - T0 - 2, bucket.rates[0])
         assert bucket.count() == (2 if first == "put" else 1)
         with psycopg.connect(postgres_dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier(table)))

@@ -22,13 +22,14 @@ if TYPE_CHECKING:
 
     from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
-    from ..._rate import Rate
+    from ..._rate import Rate, Verdict
     from ..._state import Usage
 
     Params = Sequence[Any] | Mapping[str, Any] | None
     Steps = Sequence[tuple[bytes, Params]]
     Request = tuple[str, int, int, int | None]  # an item's name, stamp and weight, and its max_delay
-    Decision = tuple[int, int | None, int]  # delay, index of the refusing rate, time decided at
+    # delay, index of the refusing rate, time decided at, and a refusal's units left per rate
+    Decision = tuple[int, int | None, int, tuple[int, ...]]
 
 LOCK_TIMEOUT = 5000
 """How long (ms) a decision with no ``max_delay`` waits for another connection holding this
@@ -158,7 +159,7 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         # Reservations allowed the same wait for the lock share calls (a call waits for it once).
         self._reserving: dict[int, AsyncBatcher] = {}
 
-    async def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    async def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         if item.weight > self._unstorable:
             return NEVER, self.rates[0]
         lock_timeout = _lock_timeout(max_delay)
@@ -167,15 +168,15 @@ class AsyncPostgresBucket(AsyncReservingBucket):
             if len(self._reserving) >= _MAX_BATCHERS:  # callers giving ever new max_delay values
                 self._reserving.clear()  # batches in flight keep theirs
             batcher = self._reserving[lock_timeout] = AsyncBatcher(functools.partial(self._decide, lock_timeout, True))
-        delay, rate, decided = await batcher.submit((_name(item), item.timestamp, item.weight, max_delay))
+        delay, rate, decided, left = await batcher.submit((_name(item), item.timestamp, item.weight, max_delay))
         item.timestamp = decided  # later than its stamp when a trim overtook it
-        return delay, None if rate is None else self.rates[rate]
+        return (delay, None) if rate is None else (delay, self.rates[rate], left)
 
     async def waiting(self, item: RateItem) -> int:
         if item.weight > self._unstorable:
             return NEVER
         request = (_name(item), item.timestamp, item.weight, None)
-        ((delay, rate, decided),) = await self._decide(LOCK_TIMEOUT, False, [request])
+        ((delay, rate, decided, _),) = await self._decide(LOCK_TIMEOUT, False, [request])
         # Fitting at once is fitting at the time decided at: later than a stamp behind the floor.
         return decided - item.timestamp if rate is None else delay
 
@@ -239,8 +240,17 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         lock, limits, spans, durable = self._constants
         names, numbers = q.items(requests)
         params = [lock, self.key, names, numbers, limits, spans, str(record), str(lock_timeout), durable]
-        flat = q.parse_integers(await self._pool.call(self._decide_sql, params, self._setup))
-        return [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]  # type: ignore[misc]
+        flat: list[Any] = q.parse_integers(await self._pool.call(self._decide_sql, params, self._setup))
+        decisions: list[Decision] = []
+        i, rates = 0, len(self._limits)
+        while i < len(flat):  # delay, rate, decided; a refusal's then followed by a number per rate
+            if flat[i + 1] is None:
+                decisions.append((flat[i], None, flat[i + 2], ()))
+                i += 3
+            else:
+                decisions.append((flat[i], flat[i + 1], flat[i + 2], tuple(flat[i + 3 : i + 3 + rates])))
+                i += 3 + rates
+        return decisions
 
     async def _locked(self, query: bytes, params: Params) -> tuple[Any, ...] | None:
         """Run ``query`` in a transaction holding this bucket's lock (two round trips: not a decision)."""

@@ -23,13 +23,14 @@ if TYPE_CHECKING:
 
     from psycopg_pool import ConnectionPool, ConnectionPool
 
-    from ..._rate import Rate
+    from ..._rate import Rate, Verdict
     from ..._state import Usage
 
     Params = Sequence[Any] | Mapping[str, Any] | None
     Steps = Sequence[tuple[bytes, Params]]
     Request = tuple[str, int, int, int | None]  # an item's name, stamp and weight, and its max_delay
-    Decision = tuple[int, int | None, int]  # delay, index of the refusing rate, time decided at
+    # delay, index of the refusing rate, time decided at, and a refusal's units left per rate
+    Decision = tuple[int, int | None, int, tuple[int, ...]]
 
 LOCK_TIMEOUT = 5000
 """How long (ms) a decision with no ``max_delay`` waits for another connection holding this
@@ -159,7 +160,7 @@ class PostgresBucket(ReservingBucket):
         # Reservations allowed the same wait for the lock share calls (a call waits for it once).
         self._reserving: dict[int, Batcher] = {}
 
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         if item.weight > self._unstorable:
             return NEVER, self.rates[0]
         lock_timeout = _lock_timeout(max_delay)
@@ -168,15 +169,15 @@ class PostgresBucket(ReservingBucket):
             if len(self._reserving) >= _MAX_BATCHERS:  # callers giving ever new max_delay values
                 self._reserving.clear()  # batches in flight keep theirs
             batcher = self._reserving[lock_timeout] = Batcher(functools.partial(self._decide, lock_timeout, True))
-        delay, rate, decided = batcher.submit((_name(item), item.timestamp, item.weight, max_delay))
+        delay, rate, decided, left = batcher.submit((_name(item), item.timestamp, item.weight, max_delay))
         item.timestamp = decided  # later than its stamp when a trim overtook it
-        return delay, None if rate is None else self.rates[rate]
+        return (delay, None) if rate is None else (delay, self.rates[rate], left)
 
     def waiting(self, item: RateItem) -> int:
         if item.weight > self._unstorable:
             return NEVER
         request = (_name(item), item.timestamp, item.weight, None)
-        ((delay, rate, decided),) = self._decide(LOCK_TIMEOUT, False, [request])
+        ((delay, rate, decided, _),) = self._decide(LOCK_TIMEOUT, False, [request])
         # Fitting at once is fitting at the time decided at: later than a stamp behind the floor.
         return decided - item.timestamp if rate is None else delay
 
@@ -240,8 +241,17 @@ class PostgresBucket(ReservingBucket):
         lock, limits, spans, durable = self._constants
         names, numbers = q.items(requests)
         params = [lock, self.key, names, numbers, limits, spans, str(record), str(lock_timeout), durable]
-        flat = q.parse_integers(self._pool.call(self._decide_sql, params, self._setup))
-        return [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]  # type: ignore[misc]
+        flat: list[Any] = q.parse_integers(self._pool.call(self._decide_sql, params, self._setup))
+        decisions: list[Decision] = []
+        i, rates = 0, len(self._limits)
+        while i < len(flat):  # delay, rate, decided; a refusal's then followed by a number per rate
+            if flat[i + 1] is None:
+                decisions.append((flat[i], None, flat[i + 2], ()))
+                i += 3
+            else:
+                decisions.append((flat[i], flat[i + 1], flat[i + 2], tuple(flat[i + 3 : i + 3 + rates])))
+                i += 3 + rates
+        return decisions
 
     def _locked(self, query: bytes, params: Params) -> tuple[Any, ...] | None:
         """Run ``query`` in a transaction holding this bucket's lock (two round trips: not a decision)."""
