@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from ._rate import Rate
@@ -12,9 +11,8 @@ Usage = list[tuple["Rate", int, int]]
 """What a bucket's ``state`` reports per rate: the rate, the units counted now, ms until one frees."""
 
 
-@dataclass(frozen=True)
-class RateState:
-    """One rate of a name's bucket, at the instant asked.
+class RateState(NamedTuple):
+    """One rate of a name's bucket, at the instant asked (immutable: a named tuple, cheap to make).
 
     :ivar used: units counted in the window now (reservations ahead included).
     :ivar remaining: units left before this rate refuses (0 when full).
@@ -27,8 +25,7 @@ class RateState:
     reset_ms: int
 
 
-@dataclass(frozen=True)
-class LimitState:
+class LimitState(NamedTuple):
     """Where a name stands: when an item of the weight asked about would fit, and every rate's numbers.
 
     :ivar retry_after_ms: 0 if it fits now, the ms to wait otherwise, ``None`` if it never can.
