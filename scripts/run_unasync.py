@@ -64,6 +64,7 @@ REPLACEMENTS = {
     "AsyncPoolOwningPostgresBucket": "PoolOwningPostgresBucket",
     "AsyncPostgresBucket": "PostgresBucket",
     "AsyncPostgresClock": "PostgresClock",
+    "AsyncPostgresPool": "PostgresPool",  # src/pyrate_limiter/_typing.py
     "arun_blocking": "run_blocking",
     # sqlite (src/pyrate_limiter/_async/buckets/sqlite.py and its tests)
     "AsyncConnectionOwningSQLiteBucket": "ConnectionOwningSQLiteBucket",

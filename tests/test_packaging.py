@@ -117,7 +117,7 @@ def test_wheel_ships_generated_sync_code_and_py_typed(dists: Dists) -> None:
 
 
 def test_wheel_and_sdist_ship_the_sql_and_lua_files(dists: Dists) -> None:
-    assert {"_drivers/sqlite.sql", "_drivers/redis.lua"} <= driver_files()
+    assert {"_drivers/sqlite.sql", "_drivers/redis.lua", "_drivers/postgres.sql"} <= driver_files()
     for wheel in (dists.wheel, dists.sdist_wheel):
         missing = {f"pyrate_limiter/{f}" for f in driver_files()} - wheel_names(wheel)
         assert not missing, f"{wheel.name} lacks {sorted(missing)}"

@@ -24,3 +24,11 @@ if TYPE_CHECKING:
 
     SQLiteConnection: TypeAlias = sqlite3.Connection
     AsyncSQLiteConnection: TypeAlias = "aiosqlite.Connection | sqlite3.Connection"
+
+    # -- postgres (buckets/postgres.py): the async bucket takes psycopg_pool's async pool or its sync one
+    from typing import Any
+
+    import psycopg_pool
+
+    PostgresPool: TypeAlias = "psycopg_pool.ConnectionPool[Any]"
+    AsyncPostgresPool: TypeAlias = "psycopg_pool.AsyncConnectionPool[Any] | psycopg_pool.ConnectionPool[Any]"

@@ -27,7 +27,7 @@ from pyrate_limiter import (
     RateItem,
 )
 from pyrate_limiter._concurrency import TaskGroup, run_blocking, sleep
-from pyrate_limiter._postgres_sql import DECIDE, derived_name
+from pyrate_limiter._drivers.postgres import DECIDE, derived_name
 
 from ..fake_clock import FakeClock
 from ..windows import assert_windows_hold

@@ -5,28 +5,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from typing import TYPE_CHECKING, Any
 
-from ... import _postgres_sql as q
 from ..._batching import AsyncBatcher
-from ..._concurrency import arun_blocking
-from ..._errors import BackendError, reason
+from ..._drivers.postgres import LOCK, NOW, TableSQL, async_driver, integers, items, parse_integers
 from ..._rate import RateItem, check_name, check_pause, check_rates
 from ..._window import NEVER, UNSTORABLE, earliest_fit, judged_at, span, wait
 from ..clocks import AsyncAbstractClock
 from .base import AsyncReservingBucket
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-
-    from psycopg_pool import AsyncConnectionPool, ConnectionPool
-
+    from ..._drivers.postgres import Params
     from ..._rate import Rate, Verdict
     from ..._state import Usage
+    from ..._typing import AsyncPostgresPool
 
-    Params = Sequence[Any] | Mapping[str, Any] | None
-    Steps = Sequence[tuple[bytes, Params]]
     Request = tuple[str, int, int, int | None]  # an item's name, stamp and weight, and its max_delay
     # delay, index of the refusing rate, time decided at, and a refusal's units left per rate
     Decision = tuple[int, int | None, int, tuple[int, ...]]
@@ -91,7 +84,7 @@ class AsyncPostgresBucket(AsyncReservingBucket):
 
     def __init__(
         self,
-        pool: AsyncConnectionPool[Any] | ConnectionPool[Any],
+        pool: AsyncPostgresPool,
         table: str,
         rates: list[Rate],
         *,
@@ -109,53 +102,16 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         self.durable = durable
         self.lock_key = advisory_key(table, key)
         """The advisory lock every decision on this bucket holds (a stable hash of table and key)."""
-        self._pool = _Pool(pool, f"PostgresBucket (table {table!r}, key {key!r})")
-        from psycopg import sql  # after _Pool: it explains a missing driver
-
+        self._driver = async_driver(pool, f"PostgresBucket (table {table!r}, key {key!r})")
         self._limits = [rate.limit for rate in self.rates]
         # Spans, not intervals (an item counts at its stamp and the interval's ms after it: see
         # _window); the function's p_intervals receives them, so its arithmetic is the closed window.
         self._spans = [span(rate.interval) for rate in self.rates]
         self._longest = self._spans[-1]
         self._unstorable = max(UNSTORABLE, self._limits[-1])
-        ident = {
-            "table": sql.Identifier(table),
-            "function": sql.Identifier(q.derived_name(table, q.DECIDE)),
-            "trim": sql.Identifier(q.derived_name(table, "trim")),
-            "pause": sql.Identifier(q.derived_name(table, "pause")),
-            "ts_index": sql.Identifier(q.derived_name(table, "ts")),
-            "cum_index": sql.Identifier(q.derived_name(table, "cum")),
-        }
-        # Statements sent with parameters have their "%" parsed as placeholders, even inside a
-        # quoted identifier: there the table's name is escaped; statements without are sent as is.
-        table_sql = sql.SQL(sql.Identifier(table).as_string(None).replace("%", "%%"))
-
-        def render(query: str) -> bytes:
-            return sql.SQL(query).format(**{**ident, "table": table_sql}).as_bytes(None)
-
-        def function(head: str, body: str) -> bytes:
-            literal = sql.Literal(sql.SQL(body).format(**ident).as_string(None))
-            return sql.SQL(head).format(body=literal, **ident).as_bytes(None)
-
-        self._setup: Steps = [
-            (q.LOCK, [advisory_key(table, "\0setup")]),  # a NUL-free key can never be this one
-            *((sql.SQL(query).format(**ident).as_bytes(None), None) for query in q.SETUP),
-            (function(q.TRIM_HEAD, q.TRIM_BODY), None),
-            (function(q.DECIDE_HEAD, q.DECIDE_BODY), None),
-            (function(q.PAUSE_HEAD, q.PAUSE_BODY), None),
-        ]
-        # One statement per table, prepared once on each connection; the bucket's constants are parameters.
-        function_name = q.derived_name(table, q.DECIDE)
-        self._decide_sql = q.Prepared(function_name.encode(), q.DECIDE_CALL.format(function=function_name).encode())
-        self._constants = (str(self.lock_key), q.integers(self._limits), q.integers(self._spans), str(durable))
-        self._count_sql = render(q.COUNT)
-        self._state_sql = render(q.STATE)
-        self._peek_sql = render(q.PEEK)
-        self._leak_sql = render(q.LEAK)
-        self._flush_sql = render(q.FLUSH)
-        self._release_sql = render(q.RELEASE)
-        self._pause_sql = render(q.PAUSE)
-        self._paused_sql = render(q.PAUSED)
+        self._sql = TableSQL.of(table, advisory_key(table, "\0setup"))  # a NUL-free key can never be this one
+        # The bucket's constants are parameters of the one statement per table.
+        self._constants = (str(self.lock_key), integers(self._limits), integers(self._spans), str(durable))
         # Reservations allowed the same wait for the lock share calls (a call waits for it once).
         self._reserving: dict[int, AsyncBatcher] = {}
 
@@ -182,13 +138,13 @@ class AsyncPostgresBucket(AsyncReservingBucket):
 
     async def release(self, item: RateItem) -> None:
         params = {"bucket": self.key, "ts": item.timestamp, "weight": item.weight, "name": _name(item)}
-        await self._locked(self._release_sql, params)
+        await self._locked(self._sql.release, params)
 
     async def state(self, item: RateItem) -> tuple[int, Usage]:
         # One statement reads it all; a weight past storing is asked about as 0, and never fits.
         weight, t = (0 if item.weight > self._unstorable else item.weight), item.timestamp
         params = {"bucket": self.key, "weight": weight, "t": t, "limits": self._limits, "spans": self._spans}
-        row = await self._pool.run([(self._state_sql, params)], self._setup)
+        row = await self._driver.run([(self._sql.state, params)], self._sql.setup)
         assert row is not None
         total, base, trimmed, paused, firsts, befores, oldest = row
         rates = list(zip(self._limits, self._spans, strict=True))
@@ -206,41 +162,41 @@ class AsyncPostgresBucket(AsyncReservingBucket):
         check_pause(name, until)
         # One call: the bucket's pause function keeps the later end in its marker, under its lock.
         params = [self.lock_key, self.key, until, LOCK_TIMEOUT]
-        row = await self._pool.run([(self._pause_sql, params)], self._setup)
+        row = await self._driver.run([(self._sql.pause, params)], self._sql.setup)
         assert row is not None
         return int(row[0])
 
     async def paused_until(self, name: str) -> int:
         """When the pause on ``name`` ends (ms on the items' clock); 0 when none was set (or since flush)."""
         check_name(name)
-        row = await self._pool.run([(self._paused_sql, [self.key])], self._setup)
+        row = await self._driver.run([(self._sql.paused, [self.key])], self._sql.setup)
         assert row is not None
         return int(row[0])
 
     async def leak(self, current_timestamp: int) -> int:
-        row = await self._locked(self._leak_sql, [self.key, current_timestamp - self._longest])
+        row = await self._locked(self._sql.leak, [self.key, current_timestamp - self._longest])
         return 0 if row is None else int(row[0])
 
     async def flush(self) -> None:
-        await self._locked(self._flush_sql, [self.key])
+        await self._locked(self._sql.flush, [self.key])
         self.failing_rate = None
 
     async def count(self) -> int:
-        row = await self._pool.run([(self._count_sql, {"bucket": self.key})], self._setup)
+        row = await self._driver.run([(self._sql.count, {"bucket": self.key})], self._sql.setup)
         return 0 if row is None else int(row[0])
 
     async def peek(self, index: int) -> RateItem | None:
         if index < 0:
             return None
-        row = await self._pool.run([(self._peek_sql, {"bucket": self.key, "index": index})], self._setup)
+        row = await self._driver.run([(self._sql.peek, {"bucket": self.key, "index": index})], self._sql.setup)
         return None if row is None else RateItem(row[0], int(row[1]))
 
     async def _decide(self, lock_timeout: int, record: bool, requests: list[Request]) -> list[Decision]:
         """One call of the bucket's function deciding ``requests`` in order (recording them if ``record``)."""
         lock, limits, spans, durable = self._constants
-        names, numbers = q.items(requests)
+        names, numbers = items(requests)
         params = [lock, self.key, names, numbers, limits, spans, str(record), str(lock_timeout), durable]
-        flat: list[Any] = q.parse_integers(await self._pool.call(self._decide_sql, params, self._setup))
+        flat: list[Any] = parse_integers(await self._driver.call(self._sql.decide, params, self._sql.setup))
         decisions: list[Decision] = []
         i, rates = 0, len(self._limits)
         while i < len(flat):  # delay, rate, decided; a refusal's then followed by a number per rate
@@ -254,7 +210,7 @@ class AsyncPostgresBucket(AsyncReservingBucket):
 
     async def _locked(self, query: bytes, params: Params) -> tuple[Any, ...] | None:
         """Run ``query`` in a transaction holding this bucket's lock (two round trips: not a decision)."""
-        return await self._pool.run([(q.LOCK, [self.lock_key]), (query, params)], self._setup)
+        return await self._driver.run([(LOCK, [self.lock_key]), (query, params)], self._sql.setup)
 
 
 class AsyncPostgresClock(AsyncAbstractClock):
@@ -264,11 +220,11 @@ class AsyncPostgresClock(AsyncAbstractClock):
     time-zone setting. Takes the same pools as ``AsyncPostgresBucket``.
     """
 
-    def __init__(self, pool: AsyncConnectionPool[Any] | ConnectionPool[Any]) -> None:
-        self._pool = _Pool(pool, "PostgresClock")
+    def __init__(self, pool: AsyncPostgresPool) -> None:
+        self._driver = async_driver(pool, "PostgresClock")
 
     async def now(self) -> int:
-        row = await self._pool.run([(q.NOW, None)])
+        row = await self._driver.run([(NOW, None)])
         assert row is not None
         return int(row[0])
 
@@ -277,248 +233,6 @@ def advisory_key(table: str, key: str) -> int:
     """A stable signed 64-bit hash of ``table`` and ``key``: the bucket's advisory lock."""
     digest = hashlib.blake2b(f"{table}\0{key}".encode(), digest_size=8, person=b"pyrate-lock").digest()
     return int.from_bytes(digest, "big", signed=True)
-
-
-class _Pool:
-    """Runs statements on a pool: awaited on an async pool, in a worker thread on a sync one.
-
-    Each call is one transaction: ``run`` sends psycopg cursors' statements, a single one in
-    autocommit so that it is one round trip (no BEGIN/COMMIT), restoring the connection's own
-    setting before it goes back; ``call`` sends one prepared statement through libpq itself.
-    """
-
-    def __init__(self, pool: AsyncConnectionPool[Any] | ConnectionPool[Any], owner: str) -> None:
-        try:
-            import psycopg
-            import psycopg_pool
-            from psycopg import generators
-            from psycopg_pool import AsyncConnectionPool, ConnectionPool
-        except ImportError as error:
-            raise ImportError(f"{owner} needs psycopg and psycopg_pool: pip install 'psycopg[pool]'") from error
-
-        # Decided once: the async twin awaits an asyncio pool natively and runs a sync pool's
-        # blocking calls in worker threads (the only way under trio).
-        if isinstance(pool, AsyncConnectionPool):
-            self._native: AsyncConnectionPool[Any] | None = pool
-            self._blocking: ConnectionPool[Any] | None = None
-        elif isinstance(pool, ConnectionPool):
-            self._native, self._blocking = None, pool
-        else:
-            raise TypeError(f"pool must be a psycopg_pool connection pool for {owner}, got {pool!r}")
-        self._owner = owner
-        self._process = _PROCESS[0]
-        self._error = psycopg.Error
-        self._unsent = psycopg_pool.PoolTimeout, psycopg_pool.PoolClosed, psycopg_pool.TooManyRequests
-        # UndefinedColumn: a table made before a column was added (``paused``), read before a decision.
-        errors = psycopg.errors
-        self._missing = (errors.UndefinedTable, errors.UndefinedFunction, errors.UndefinedColumn)
-        self._forgotten = psycopg.errors.InvalidSqlStatementName
-        self._execute = generators.execute  # what Cursor.execute waits on: flush, then read every result
-        self._failure = psycopg.errors.error_from_result
-        self._tuples, self._done = psycopg.pq.ExecStatus.TUPLES_OK, psycopg.pq.ExecStatus.COMMAND_OK
-
-    async def run(self, steps: Steps, setup: Steps | None = None) -> tuple[Any, ...] | None:
-        """Run ``steps`` in one transaction and return the last one's first row.
-
-        :param setup: statements creating what is missing, run once when a step finds no table
-            or function, before the steps run again.
-        :raises BackendError: the server or the connection failed (``recorded``: see ``_failed``).
-        """
-        if self._process != _PROCESS[0]:
-            raise self._forked()
-        try:
-            try:
-                return await self._run(steps)
-            except self._missing:
-                if setup is None:
-                    raise
-            await self._run(setup)
-            return await self._run(steps)
-        except self._error as error:
-            raise self._failed(error) from error
-
-    async def call(self, statement: q.Prepared, params: list[str], setup: Steps) -> bytes:
-        """Run ``statement``, prepared on each connection, and return its one value as the server sent it.
-
-        One round trip on the connection's libpq connection (``conn.pgconn``), waited for as
-        psycopg waits (``conn.wait``: interruptible, cancelling the query on the server), and its
-        failure raised as psycopg's error (``error_from_result``): the server runs a lone
-        statement in a transaction of its own whatever psycopg's autocommit setting, and the
-        call skips a cursor's Python work, as long as the server's part of a decision. ``params``
-        are text, sent in the connection's encoding. Names prepared on a connection are kept
-        with it (``_prepared``); a session that forgot one prepares it again, and a connection
-        with ``prepare_threshold=None`` (PgBouncer in transaction mode) has the statement parsed
-        each time instead.
-
-        :param setup: as in ``run``.
-        :raises BackendError: as in ``run``.
-        """
-        if self._process != _PROCESS[0]:
-            raise self._forked()
-        try:
-            try:
-                return await self._call(statement, params)
-            except self._missing:  # refused before it ran: sent again once the function exists
-                pass
-            await self._run(setup)
-            return await self._call(statement, params)
-        except self._error as error:
-            raise self._failed(error) from error
-
-    def _failed(self, error: Exception) -> BackendError:
-        """``error`` as a ``BackendError``, and whether the statement may have committed.
-
-        An ``ERROR`` the server answers with rolls the statement's transaction back, and a pool
-        that lent no connection sent nothing: certainly not recorded. A lost connection, or a
-        ``FATAL`` (which may come after the commit), leaves it unknown (``None``).
-        """
-        severity = getattr(getattr(error, "diag", None), "severity_nonlocalized", None)
-        recorded = False if severity == "ERROR" or isinstance(error, self._unsent) else None
-        return BackendError(f"the PostgreSQL backend of {self._owner} failed: {reason(error)}", recorded=recorded)
-
-    def _forked(self) -> BackendError:
-        return BackendError(
-            f"{self._owner} was made in process {self._process}, before a fork: its pool's connections are"
-            " that process's, and this one must open its own pool and bucket",
-            recorded=False,
-        )
-
-    async def _call(self, statement: q.Prepared, texts: list[str]) -> bytes:
-        if self._native is None:
-            return await arun_blocking(self._call_blocking, statement, texts)
-        conn = await self._native.getconn()
-        try:
-            pgconn = conn.pgconn
-            encoding = conn.info.encoding
-            params = [text.encode(encoding) for text in texts]
-            if conn.prepare_threshold is None:  # prepared statements off (PgBouncer): parsed each time
-                pgconn.send_query_params(statement.text, params)
-                return self._value(await conn.wait(self._execute(pgconn)), conn)
-            prepared = _prepared(conn)
-            for attempt in (1, 2):
-                if statement.name not in prepared:
-                    pgconn.send_prepare(statement.name, statement.text)
-                    self._value(await conn.wait(self._execute(pgconn)), conn, rows=False)
-                    prepared.add(statement.name)
-                pgconn.send_query_prepared(statement.name, params)
-                try:
-                    return self._value(await conn.wait(self._execute(pgconn)), conn)
-                except self._forgotten:  # DEALLOCATE or DISCARD ALL ran on this connection
-                    prepared.discard(statement.name)
-                    if attempt == 2:
-                        raise
-            raise AssertionError("unreachable")
-        finally:
-            await self._native.putconn(conn)
-
-    def _call_blocking(self, statement: q.Prepared, texts: list[str]) -> bytes:
-        assert self._blocking is not None
-        conn = self._blocking.getconn()
-        try:
-            pgconn = conn.pgconn
-            encoding = conn.info.encoding
-            params = [text.encode(encoding) for text in texts]
-            if conn.prepare_threshold is None:
-                pgconn.send_query_params(statement.text, params)
-                return self._value(conn.wait(self._execute(pgconn)), conn)
-            prepared = _prepared(conn)
-            for attempt in (1, 2):
-                if statement.name not in prepared:
-                    pgconn.send_prepare(statement.name, statement.text)
-                    self._value(conn.wait(self._execute(pgconn)), conn, rows=False)
-                    prepared.add(statement.name)
-                pgconn.send_query_prepared(statement.name, params)
-                try:
-                    return self._value(conn.wait(self._execute(pgconn)), conn)
-                except self._forgotten:
-                    prepared.discard(statement.name)
-                    if attempt == 2:
-                        raise
-            raise AssertionError("unreachable")
-        finally:
-            self._blocking.putconn(conn)
-
-    def _value(self, results: list[Any], conn: Any, *, rows: bool = True) -> bytes:
-        """The first value of a statement's one result (``rows``) or nothing; a failure raised as psycopg would."""
-        expected = self._tuples if rows else self._done
-        for result in results:  # one, or more when the server fails the connection as it answers
-            if result.status != expected:
-                raise self._failure(result, encoding=conn.info.encoding)
-        if len(results) != 1:
-            raise self._failure(results[-1], encoding=conn.info.encoding)
-        return results[0].get_value(0, 0) if rows else b""
-
-    async def _run(self, steps: Steps) -> tuple[Any, ...] | None:
-        if self._native is None:
-            return await arun_blocking(self._run_blocking, steps)
-        # getconn/putconn rather than connection(), whose exit also calls commit(): a no-op here, not free.
-        conn = await self._native.getconn()
-        try:
-            autocommit = conn.autocommit
-            if not autocommit:
-                await conn.set_autocommit(True)
-            try:
-                cursor = _cursor(conn)
-                if len(steps) == 1:
-                    await cursor.execute(*steps[0])
-                else:
-                    async with conn.transaction():
-                        for query, params in steps:
-                            await cursor.execute(query, params)
-                # rownumber, not description: that builds a column list each call.
-                return None if cursor.rownumber is None else await cursor.fetchone()
-            finally:
-                if not autocommit and not conn.closed:
-                    await conn.set_autocommit(False)
-        finally:
-            await self._native.putconn(conn)
-
-    def _run_blocking(self, steps: Steps) -> tuple[Any, ...] | None:
-        assert self._blocking is not None
-        conn = self._blocking.getconn()
-        try:
-            autocommit = conn.autocommit
-            if not autocommit:
-                conn.set_autocommit(True)
-            try:
-                cursor = _cursor(conn)
-                if len(steps) == 1:
-                    cursor.execute(*steps[0])
-                else:
-                    with conn.transaction():
-                        for query, params in steps:
-                            cursor.execute(query, params)
-                return None if cursor.rownumber is None else cursor.fetchone()
-            finally:
-                if not autocommit and not conn.closed:
-                    conn.set_autocommit(False)
-        finally:
-            self._blocking.putconn(conn)
-
-
-def _cursor(conn: Any) -> Any:
-    """This module's cursor on ``conn``, made on its first use and kept with the connection.
-
-    A cursor caches how to send and read each type; a new one per call would look them up
-    again, a quarter of a decision's time in the client. Tuple rows, whatever the connection's
-    row factory. The pool lends a connection to one caller at a time, and so this cursor.
-    """
-    kept = vars(conn)
-    cursor = kept.get(_CURSOR)
-    if cursor is None:
-        from psycopg.rows import tuple_row
-
-        cursor = kept[_CURSOR] = conn.cursor(row_factory=tuple_row)
-    return cursor
-
-
-def _prepared(conn: Any) -> set[bytes]:
-    """The names of the statements this module prepared on ``conn``, kept with the connection."""
-    kept = vars(conn)
-    names: set[bytes] | None = kept.get(_PREPARED)
-    if names is None:
-        names = kept[_PREPARED] = set()
-    return names
 
 
 def _check_name(what: str, value: str, *, empty: bool) -> str:
@@ -542,14 +256,4 @@ def _name(item: RateItem) -> str:
     return name
 
 
-# This process's id, updated in a forked child: a pool made before the fork is never used after it
-# (one comparison per call, not a getpid system call).
-_PROCESS = [os.getpid()]
-if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    os.register_at_fork(after_in_child=lambda: _PROCESS.__setitem__(0, os.getpid()))
-
-_CURSOR = "_pyrate_limiter_cursor"  # where a connection keeps the cursor of _cursor
-
 _MAX_BATCHERS = 16  # distinct lock waits a bucket keeps a batcher for
-
-_PREPARED = "_pyrate_limiter_prepared"  # where a connection keeps the names of the statements it prepared
