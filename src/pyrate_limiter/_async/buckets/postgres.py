@@ -1,5 +1,6 @@
 """PostgreSQL buckets shared by processes and machines: each decision is one call of a per-table
-PL/pgSQL function that holds a per-bucket advisory lock, and a clock reading the server's time."""
+PL/pgSQL function that holds a per-bucket advisory lock, and a clock reading the server's time.
+The SQL and the calls to the pool are in ``_drivers/postgres.py``."""
 
 from __future__ import annotations
 
