@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 import pytest
 
 from pyrate_limiter import Duration, Limiter, Rate
+from tests.forking import exit_codes
 
 CHILDREN = 40
 PATIENCE = 10.0  # seconds for every child to finish one acquire: a hung one never does
@@ -38,18 +38,4 @@ def test_a_child_forked_during_acquires_can_acquire_at_once() -> None:
         stop.set()
         for thread in threads:
             thread.join()
-    codes: dict[int, int] = {}
-    deadline = time.monotonic() + PATIENCE
-    while len(codes) < len(children) and time.monotonic() < deadline:
-        for pid in children:
-            if pid not in codes:
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    codes[pid] = os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    hung = [pid for pid in children if pid not in codes]
-    for pid in hung:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    assert not hung, f"{len(hung)} of {CHILDREN} children hung on an inherited lock"
-    assert set(codes.values()) == {0}
+    assert set(exit_codes(children, PATIENCE).values()) == {0}

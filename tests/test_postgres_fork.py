@@ -11,6 +11,7 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from pyrate_limiter import BackendError, Duration, PostgresBucket, Rate, RateItem
+from tests.forking import exit_codes
 
 CHILDREN = 20
 PATIENCE = 20.0  # seconds for every child to finish: a hung one never does
@@ -72,7 +73,7 @@ def test_a_child_forked_during_decisions_leaves_the_parents_pool_alone(postgres_
                 finally:
                     os._exit(code)
             children.append(pid)
-        codes = wait_for(children)
+        codes = exit_codes(children, PATIENCE)
         # The parent's threads kept deciding through their connections while the children ran.
         time.sleep(0.05)
     finally:
@@ -88,22 +89,3 @@ def test_a_child_forked_during_decisions_leaves_the_parents_pool_alone(postgres_
     assert bucket.count() == admitted[0] + CHILDREN
     bucket.flush()
     pool.close()
-
-
-def wait_for(children: list[int]) -> dict[int, int]:
-    """The exit code of each child; a child still running after ``PATIENCE`` is killed and fails the test."""
-    codes: dict[int, int] = {}
-    deadline = time.monotonic() + PATIENCE
-    while len(codes) < len(children) and time.monotonic() < deadline:
-        for pid in children:
-            if pid not in codes:
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    codes[pid] = os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    hung = [pid for pid in children if pid not in codes]
-    for pid in hung:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
-    assert not hung, f"{len(hung)} of {len(children)} children hung"
-    return codes

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pyrate_limiter import Duration, Limiter, MultiprocessBucket, Rate, SQLiteBucket
+from tests.forking import exit_codes
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -67,22 +68,8 @@ def test_a_child_forked_during_decisions_decides_at_once_into_the_shared_file(ki
         stop.set()
         for thread in threads:
             thread.join()
-    codes: dict[int, int] = {}
-    deadline = time.monotonic() + PATIENCE
-    while len(codes) < len(children) and time.monotonic() < deadline:
-        for pid in children:
-            if pid not in codes:
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    codes[pid] = os.waitstatus_to_exitcode(status)
-        time.sleep(0.01)
-    hung = [pid for pid in children if pid not in codes]
-    for pid in hung:
-        os.kill(pid, 9)
-        os.waitpid(pid, 0)
     try:
-        assert not hung, f"{len(hung)} of {CHILDREN} children hung on an inherited lock"
-        assert set(codes.values()) == {0}
+        assert set(exit_codes(children, PATIENCE).values()) == {0}
         check = sqlite3.connect(path)
         quoted = '"' + table + '"'
         assert check.execute(f"SELECT count(*) FROM {quoted} WHERE name = 'child'").fetchone() == (CHILDREN,)
