@@ -144,7 +144,14 @@ async def test_the_limiter_pauses_for_ms_from_its_clock(create_bucket: AsyncCrea
 
 @pytest.mark.parametrize(
     ("ms", "error"),
-    [(-1, ValueError), (math.nan, ValueError), (math.inf, ValueError), ("5", TypeError), (None, TypeError)],
+    [
+        (-1, ValueError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        ("5", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+    ],
 )
 async def test_a_pause_of_no_length_is_refused(ms: Any, error: type[Exception]) -> None:
     limiter = AsyncLimiter(Rate(1, I), clock=FakeClock(T0))

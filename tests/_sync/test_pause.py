@@ -145,7 +145,14 @@ def test_the_limiter_pauses_for_ms_from_its_clock(create_bucket: CreateBucket) -
 
 @pytest.mark.parametrize(
     ("ms", "error"),
-    [(-1, ValueError), (math.nan, ValueError), (math.inf, ValueError), ("5", TypeError), (None, TypeError)],
+    [
+        (-1, ValueError),
+        (math.nan, ValueError),
+        (math.inf, ValueError),
+        ("5", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+    ],
 )
 def test_a_pause_of_no_length_is_refused(ms: Any, error: type[Exception]) -> None:
     limiter = Limiter(Rate(1, I), clock=FakeClock(T0))

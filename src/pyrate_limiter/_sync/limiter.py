@@ -150,10 +150,10 @@ class Limiter:
 
         :return: when the pause in force ends (a timestamp in ms on the limiter's clock).
         """
-        if isinstance(ms, bool) or not isinstance(ms, int | float) or not 0 <= ms < math.inf:
-            raise (TypeError if not isinstance(ms, int | float) else ValueError)(
-                f"a pause lasts a finite number of ms >= 0, got {ms!r}"
-            )
+        if isinstance(ms, bool) or not isinstance(ms, int | float):
+            raise TypeError(f"a pause lasts a number of ms, got {ms!r}")
+        if not 0 <= ms < math.inf:  # NaN too
+            raise ValueError(f"a pause lasts a finite number of ms >= 0, got {ms!r}")
         check_name(name)
         item, bucket = self._route(name, 0)
         return self._pause(bucket, name, item.timestamp + math.ceil(ms))
