@@ -78,20 +78,20 @@ def stamping_bucket(pl: Any, rates: list[Any], asynchronous: bool) -> Any:
     if asynchronous:
 
         class AsyncStamping(pl.AsyncInMemoryBucket):  # type: ignore[misc]
-            async def reserve(self, item: Any, max_delay: int | None) -> tuple[int, Any]:
-                delay, rate = await super().reserve(item, max_delay)
-                if rate is None:
-                    _stamp.set(item.timestamp + delay)
-                return delay, rate
+            async def reserve(self, item: Any, max_delay: int | None) -> Any:
+                verdict = await super().reserve(item, max_delay)
+                if verdict[1] is None:  # recorded (a refusal adds what each rate has left)
+                    _stamp.set(item.timestamp + verdict[0])
+                return verdict
 
         return AsyncStamping(rates)
 
     class Stamping(pl.InMemoryBucket):  # type: ignore[misc]
-        def reserve(self, item: Any, max_delay: int | None) -> tuple[int, Any]:
-            delay, rate = super().reserve(item, max_delay)
-            if rate is None:
-                _stamp.set(item.timestamp + delay)
-            return delay, rate
+        def reserve(self, item: Any, max_delay: int | None) -> Any:
+            verdict = super().reserve(item, max_delay)
+            if verdict[1] is None:
+                _stamp.set(item.timestamp + verdict[0])
+            return verdict
 
     return Stamping(rates)
 
