@@ -17,7 +17,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from pyrate_limiter import Rate, RateItem
 
-from ._sync.bucket_kinds import ATOMIC, MAKERS, TELLS_REMAINING
+from ._sync.bucket_kinds import ATOMIC, MAKERS
 from .fake_clock import T0
 
 if TYPE_CHECKING:
@@ -124,9 +124,7 @@ class ReferenceBucket:
         return units[-1 - index] if 0 <= index < len(units) else None
 
 
-def machine_for(
-    make: Callable[[], AbstractBucket], rates: list[Rate], tells_remaining: bool = True
-) -> type[RuleBasedStateMachine]:
+def machine_for(make: Callable[[], AbstractBucket], rates: list[Rate]) -> type[RuleBasedStateMachine]:
     """A state machine driving a fresh bucket from ``make`` and the reference side by side."""
     intervals = [rate.interval for rate in rates]
     longest = max(intervals)
@@ -161,7 +159,7 @@ def machine_for(
                 assert rates.index(rate) in refusing
                 # What each rate had left at the decision, from the same step.
                 left = tuple(max(r.limit - self.model.counted(decided, r), 0) for r in rates)
-                assert verdict[2:] == ((left,) if tells_remaining else ())
+                assert verdict[2:] == (left,)
 
         @rule(name=NAMES, weight=weights)
         def put(self, name: str, weight: int) -> None:
@@ -232,4 +230,4 @@ def test_bucket_agrees_with_the_closed_window_rule_at_every_step(
     def make() -> AbstractBucket:
         return MAKERS[kind](rates, f"model-{uuid.uuid4().hex}", request)
 
-    run_state_machine_as_test(machine_for(make, rates, kind in TELLS_REMAINING), settings=SETTINGS)
+    run_state_machine_as_test(machine_for(make, rates), settings=SETTINGS)

@@ -207,5 +207,3 @@ MAKERS: dict[str, AsyncMaker] = {
 
 # Makers whose buckets implement the atomic reservation (the custom list bucket does not).
 ATOMIC: set[str] = {"in_memory", "postgres", "redis", "redis_cluster", "sqlite_memory", "sqlite_file"}
-# Makers whose refusals carry the units each rate has left (``remaining``): ours, not a v3-style one.
-TELLS_REMAINING: set[str] = ATOMIC

@@ -24,31 +24,12 @@ from pyrate_limiter._concurrency import AsyncTaskGroup, asleep
 from tests.realtime import NS_PER_MS, realtime_problems
 
 from ..fake_clock import T0, FakeClock
-from .bucket_kinds import ATOMIC
-from .conftest import _creating
 from .recording import acquire, recording_limiter
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
     from tests.realtime import Call
 
     from .conftest import AsyncCreateBucket
-
-# The bucket kinds that keep a pause natively so far; each backend adds itself as it does.
-PAUSING = ["custom_list", "in_memory", "postgres", "redis", "redis_cluster", "sqlite_file", "sqlite_memory"]
-
-
-@pytest.fixture(params=PAUSING)
-async def create_bucket(request: pytest.FixtureRequest) -> AsyncIterator[AsyncCreateBucket]:
-    async for create in _creating(request.param, request):
-        yield create
-
-
-@pytest.fixture(params=[kind for kind in PAUSING if kind in ATOMIC])
-async def create_atomic_bucket(request: pytest.FixtureRequest) -> AsyncIterator[AsyncCreateBucket]:
-    async for create in _creating(request.param, request):
-        yield create
 
 
 I = 1000  # noqa: E741 - the interval, named as in the rule

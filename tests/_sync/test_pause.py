@@ -25,31 +25,13 @@ from pyrate_limiter._concurrency import TaskGroup, sleep
 from tests.realtime import NS_PER_MS, realtime_problems
 
 from ..fake_clock import T0, FakeClock
-from .bucket_kinds import ATOMIC
-from .conftest import _creating
 from .recording import acquire, recording_limiter
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from tests.realtime import Call
 
     from .conftest import CreateBucket
 
-# The bucket kinds that keep a pause natively so far; each backend adds itself as it does.
-PAUSING = ["custom_list", "in_memory", "postgres", "redis", "redis_cluster", "sqlite_file", "sqlite_memory"]
-
-
-@pytest.fixture(params=PAUSING)
-def create_bucket(request: pytest.FixtureRequest) -> Iterator[CreateBucket]:
-    for create in _creating(request.param, request):
-        yield create
-
-
-@pytest.fixture(params=[kind for kind in PAUSING if kind in ATOMIC])
-def create_atomic_bucket(request: pytest.FixtureRequest) -> Iterator[CreateBucket]:
-    for create in _creating(request.param, request):
-        yield create
 
 
 I = 1000  # noqa: E741 - the interval, named as in the rule
