@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from .conftest import CreateBucket
 
 
-
 I = 1000  # noqa: E741 - the interval, named as in the rule
 RATES = [Rate(3, I), Rate(5, 5 * I)]
 
