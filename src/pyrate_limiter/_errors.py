@@ -12,7 +12,7 @@ class _Refusal(Exception):
     """What both refusals carry first in ``args``: the item, and the rate that refused it."""
 
     args: tuple[Any, ...]
-    _REMAINING = 99  # where in ``args`` the units left per rate are: set by each kind
+    _REMAINING: int  # where in ``args`` the units left per rate are: set by each kind
 
     @property
     def item(self) -> RateItem:

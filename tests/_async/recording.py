@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from pyrate_limiter import Rate, RateItem
     from pyrate_limiter._rate import Verdict
+    from pyrate_limiter._state import Usage
 
 
 # Where in a millisecond (ns past its start) workers begin: late, so that the first window fills
@@ -75,6 +76,9 @@ class RecordingBucket(AsyncAbstractBucket):
 
     async def waiting(self, item: RateItem) -> int:
         return await self.inner.waiting(item)
+
+    async def state(self, item: RateItem) -> tuple[int, Usage]:
+        return await self.inner.state(item)
 
     async def pause_until(self, name: str, until: int) -> int:
         return await self.inner.pause_until(name, until)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from pyrate_limiter import Rate, RateItem
     from pyrate_limiter._rate import Verdict
+    from pyrate_limiter._state import Usage
 
 
 # Where in a millisecond (ns past its start) workers begin: late, so that the first window fills
@@ -76,6 +77,9 @@ class RecordingBucket(AbstractBucket):
 
     def waiting(self, item: RateItem) -> int:
         return self.inner.waiting(item)
+
+    def state(self, item: RateItem) -> tuple[int, Usage]:
+        return self.inner.state(item)
 
     def pause_until(self, name: str, until: int) -> int:
         return self.inner.pause_until(name, until)

@@ -75,77 +75,68 @@ def _read(dsn: str, table: str, query: str, key: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql.SQL(query).format(escaped), [key]).fetchall()
 
 
+def _start_trigger(dsn: str, table: str, key: str, kind: str, columns: str, values: str) -> str:
+    """A table ``kind`` + random suffix, and an insert trigger filling it with ``values`` for each
+    item row of bucket ``key``, in the inserting transaction; return the table's name."""
+    made = f"pyrate {kind} {os.urandom(6).hex()}"
+    names = {"t": sql.Identifier(made), "table": sql.Identifier(table), "function": sql.Identifier(made + " f")}
+    body = sql.SQL(
+        "BEGIN IF NEW.bucket = {key} AND NEW.name IS NOT NULL THEN INSERT INTO {t} VALUES (" + values + ");"
+        " END IF; RETURN NULL; END"
+    ).format(key=sql.Literal(key), **names)
+    with psycopg.connect(dsn, autocommit=True) as conn:  # no parameters: "%" in names stays as is
+        conn.execute(sql.SQL("CREATE TABLE {t} (" + columns + ")").format(**names))
+        conn.execute(
+            sql.SQL("CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {body}").format(
+                body=sql.Literal(body.as_string(conn)), **names
+            )
+        )
+        conn.execute(
+            sql.SQL("CREATE TRIGGER {t} AFTER INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()").format(
+                **names
+            )
+        )
+    return made
+
+
+def _finish_trigger(dsn: str, table: str, made: str) -> list[tuple[Any, ...]]:
+    """The rows ``_start_trigger``'s table got; the table, its trigger and its function are removed."""
+    names = {"t": sql.Identifier(made), "table": sql.Identifier(table), "function": sql.Identifier(made + " f")}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        got = conn.execute(sql.SQL("SELECT * FROM {t}").format(**names)).fetchall()
+        conn.execute(sql.SQL("DROP TRIGGER {t} ON {table}").format(**names))
+        conn.execute(sql.SQL("DROP FUNCTION {function}()").format(**names))
+        conn.execute(sql.SQL("DROP TABLE {t}").format(**names))
+    return got
+
+
 def start_audit(dsn: str, table: str, key: str) -> str:
     """Copy each item row bucket ``key`` records (at its recorded time) into a new table; return its name.
 
     A late item is recorded later than its stamp, which the bucket does not report: a trigger, in
     the decision's own transaction, is the only witness of where each item went.
     """
-    audit = f"pyrate audit {os.urandom(6).hex()}"
-    names = {"audit": sql.Identifier(audit), "table": sql.Identifier(table), "function": sql.Identifier(audit + " f")}
-    body = sql.SQL(
-        "BEGIN IF NEW.bucket = {key} AND NEW.name IS NOT NULL THEN INSERT INTO {audit} VALUES (NEW.ts, NEW.weight);"
-        " END IF; RETURN NULL; END"
-    ).format(key=sql.Literal(key), **names)
-    with psycopg.connect(dsn, autocommit=True) as conn:  # no parameters: "%" in names stays as is
-        conn.execute(sql.SQL("CREATE TABLE {audit} (ts bigint NOT NULL, weight bigint NOT NULL)").format(**names))
-        conn.execute(
-            sql.SQL("CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {body}").format(
-                body=sql.Literal(body.as_string(conn)), **names
-            )
-        )
-        conn.execute(
-            sql.SQL("CREATE TRIGGER {audit} AFTER INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()").format(
-                **names
-            )
-        )
-    return audit
+    return _start_trigger(dsn, table, key, "audit", "ts bigint NOT NULL, weight bigint NOT NULL", "NEW.ts, NEW.weight")
 
 
 def finish_audit(dsn: str, table: str, audit: str) -> list[tuple[int, int]]:
     """The ``(ts, weight)`` recorded since ``start_audit``; the audit is removed."""
-    names = {"audit": sql.Identifier(audit), "table": sql.Identifier(table), "function": sql.Identifier(audit + " f")}
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        recorded = conn.execute(sql.SQL("SELECT ts, weight FROM {audit}").format(**names)).fetchall()
-        conn.execute(sql.SQL("DROP TRIGGER {audit} ON {table}").format(**names))
-        conn.execute(sql.SQL("DROP FUNCTION {function}()").format(**names))
-        conn.execute(sql.SQL("DROP TABLE {audit}").format(**names))
-    return [(int(ts), int(weight)) for ts, weight in recorded]
+    return [(int(ts), int(weight)) for ts, weight in _finish_trigger(dsn, table, audit)]
 
 
 def start_witness(dsn: str, table: str, key: str) -> str:
     """Record, for each item row bucket ``key`` inserts, its transaction and the ``synchronous_commit``
     it commits with, from inside that transaction; return the witness table's name."""
-    witness = f"pyrate witness {os.urandom(6).hex()}"
-    names = {"w": sql.Identifier(witness), "table": sql.Identifier(table), "function": sql.Identifier(witness + " f")}
-    body = sql.SQL(
-        "BEGIN IF NEW.bucket = {key} AND NEW.name IS NOT NULL THEN INSERT INTO {w}"
-        " VALUES (txid_current(), current_setting('synchronous_commit')); END IF; RETURN NULL; END"
-    ).format(key=sql.Literal(key), **names)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE TABLE {w} (xid bigint NOT NULL, setting text NOT NULL)").format(**names))
-        conn.execute(
-            sql.SQL("CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {body}").format(
-                body=sql.Literal(body.as_string(conn)), **names
-            )
-        )
-        conn.execute(
-            sql.SQL("CREATE TRIGGER {w} AFTER INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()").format(
-                **names
-            )
-        )
-    return witness
+    columns, values = (
+        "xid bigint NOT NULL, setting text NOT NULL",
+        "txid_current(), current_setting('synchronous_commit')",
+    )
+    return _start_trigger(dsn, table, key, "witness", columns, values)
 
 
 def finish_witness(dsn: str, table: str, witness: str) -> list[tuple[int, str]]:
     """The ``(transaction, synchronous_commit)`` of each item recorded since ``start_witness``; the witness goes."""
-    names = {"w": sql.Identifier(witness), "table": sql.Identifier(table), "function": sql.Identifier(witness + " f")}
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        seen = conn.execute(sql.SQL("SELECT xid, setting FROM {w}").format(**names)).fetchall()
-        conn.execute(sql.SQL("DROP TRIGGER {w} ON {table}").format(**names))
-        conn.execute(sql.SQL("DROP FUNCTION {function}()").format(**names))
-        conn.execute(sql.SQL("DROP TABLE {w}").format(**names))
-    return [(int(xid), str(setting)) for xid, setting in seen]
+    return [(int(xid), str(setting)) for xid, setting in _finish_trigger(dsn, table, witness)]
 
 
 def assert_recorded_exactly(
