@@ -122,3 +122,38 @@ def test_a_max_delay_longer_than_the_busy_timeout_leaves_the_busy_timeout(
         assert bucket.count() == 1
     finally:
         resolve(close_connection(conn))
+
+
+def test_a_connection_at_a_dropped_one_s_address_keeps_its_own_busy_timeout(
+    database: str, other: sqlite3.Connection
+) -> None:
+    """CPython gives a new connection the address of one just freed: none of the old one's timeouts carry over.
+
+    The old connection's busy timeout is 10 s, lowered to 50 ms by a bounded decision; the new
+    one's is 0.3 s, and a decision allowed to wait a minute must give up after that.
+    """
+    freed: set[int] = set()
+    for _ in range(100):
+        old = sqlite3.connect(database, timeout=BUSY_S, check_same_thread=False)
+        assert SQLiteBucket([Rate(5, 1000)], old, "reused").reserve(RateItem("k", T0), 50) == (0, None)
+        freed.add(id(old))
+        old.close()
+        del old
+        new = sqlite3.connect(database, timeout=0.3, check_same_thread=False)
+        if id(new) in freed:
+            break
+        new.close()
+    else:
+        pytest.fail("CPython gave no new connection a freed one's address")
+    try:
+        bucket = SQLiteBucket([Rate(500, 1000)], new, "reused")
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            started = time.monotonic()
+            with pytest.raises(BackendError, match="database is locked"):
+                bucket.reserve(RateItem("k", T0 + 1), 60_000)
+            assert time.monotonic() - started < BUSY_S / 2
+        finally:
+            other.execute("ROLLBACK")
+    finally:
+        new.close()

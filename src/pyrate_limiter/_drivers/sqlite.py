@@ -85,8 +85,8 @@ def is_aiosqlite(conn: object) -> bool:
 
 
 class Busy:
-    """The busy timeout of one connection, shared by its drivers: how long a ``BEGIN IMMEDIATE``
-    waits for another connection's lock.
+    """What the drivers of one connection share: the lock that keeps its steps from interleaving,
+    and its busy timeout, how long a ``BEGIN IMMEDIATE`` waits for another connection's lock.
 
     A run allowed to wait less (a decision's ``max_delay``) lowers it to that, and the first run
     that is not sets it back. It is set only when it changes: a limiter of one ``max_delay``
@@ -94,9 +94,10 @@ class Busy:
     connection keeps the one set last.
     """
 
-    __slots__ = ("own", "set")
+    __slots__ = ("__weakref__", "lock", "own", "set")
 
-    def __init__(self) -> None:
+    def __init__(self, lock: Any) -> None:
+        self.lock = lock
         self.own: int | None = None  # the connection's own, read at the first bounded run
         self.set: int | None = None  # the one set now (None: the connection's own, or unknown)
 
@@ -112,7 +113,7 @@ class Busy:
 
 
 # -- the twins: steps of one connection never interleave (a transaction belongs to the
-# -- connection, not to the bucket), so every driver on it shares one lock (and its Busy)
+# -- connection, not to the bucket), so every driver on it shares one Busy (and its lock)
 
 
 class NativeDriver:
@@ -121,7 +122,8 @@ class NativeDriver:
     def __init__(self, conn: aiosqlite.Connection, owner: str) -> None:
         self._conn = conn
         self._owner = owner
-        self._lock, self._busy = _shared(_TASK_LOCKS, conn, AsyncLock)
+        self._busy = _shared(_TASK_LOCKS, conn, AsyncLock)
+        self._lock = self._busy.lock
         self.file = FileWatch(owner)
 
     async def run(self, steps: Steps, *, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
@@ -179,7 +181,8 @@ class BlockingDriver:
     def __init__(self, conn: sqlite3.Connection, owner: str) -> None:
         self._conn = conn
         self._owner = owner
-        self._lock, self._busy = _shared(_THREAD_LOCKS, id(conn), Lock)
+        self._busy = _shared(_THREAD_LOCKS, id(conn), Lock)
+        self._lock = self._busy.lock
         self.file = FileWatch(owner)
 
     def run(self, steps: Steps, write: bool, check: bool = False, busy_ms: int | None = None) -> Any:
@@ -224,8 +227,6 @@ class BlockingDriver:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-        with _REGISTRY_LOCK:  # not under the connection's lock: a fork takes them in this order
-            _THREAD_LOCKS.pop(id(self._conn), None)
 
 
 class ThreadedDriver:
@@ -317,19 +318,21 @@ def _failed(owner: str, error: sqlite3.Error, file: FileWatch, busy: Busy) -> Ba
     return file.moved() or BackendError(failed, recorded=False)
 
 
-# A sqlite3 connection cannot be weakly referenced: its lock is kept by id (a thread lock, fit
-# for any later connection given that id) and dropped when we close it. An async connection's
-# lock belongs to one event loop: it goes with the connection.
+# A sqlite3 connection cannot be weakly referenced: its Busy is kept by id, for as long as a
+# driver holds it. Each driver holds its connection too, so no other connection can have that
+# id meanwhile; once they are gone, a new connection given the id (CPython reuses addresses at
+# once) gets a new Busy, not the old one's timeouts. An async connection's Busy (its lock
+# belongs to one event loop) goes with the connection.
 _REGISTRY_LOCK = threading.Lock()
-_THREAD_LOCKS: dict[Any, tuple[Any, Busy]] = {}
-_TASK_LOCKS: weakref.WeakKeyDictionary[Any, tuple[Any, Busy]] = weakref.WeakKeyDictionary()
+_THREAD_LOCKS: weakref.WeakValueDictionary[int, Busy] = weakref.WeakValueDictionary()
+_TASK_LOCKS: weakref.WeakKeyDictionary[Any, Busy] = weakref.WeakKeyDictionary()
 
 
-def _shared(registry: MutableMapping[Any, tuple[Any, Busy]], key: object, make: Callable[[], Any]) -> tuple[Any, Busy]:
+def _shared(registry: MutableMapping[Any, Busy], key: object, make: Callable[[], Any]) -> Busy:
     with _REGISTRY_LOCK:
         shared = registry.get(key)
         if shared is None:
-            shared = registry[key] = (make(), Busy())
+            shared = registry[key] = Busy(make())
         return shared
 
 
@@ -347,7 +350,7 @@ def _hold_every_lock() -> None:
     FORKED.acquire()
     OPENING.acquire()
     _REGISTRY_LOCK.acquire()  # first: no new connection meanwhile; none is taken under a connection's lock
-    _FORKING[:] = [lock for lock, _ in _THREAD_LOCKS.values()]
+    _FORKING[:] = [busy.lock for busy in list(_THREAD_LOCKS.values())]
     for lock in _FORKING:
         lock.acquire()
 
