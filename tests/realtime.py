@@ -33,9 +33,9 @@ class Call:
     :param after: ``time.monotonic_ns()`` just after it returned (or was cancelled).
     :param admitted: the call returned ``True``.
     :param cancelled: the call was cancelled while it waited: it must have given its place back.
-    :param decided: the item's stamp (ms) when the bucket decided, after any restamp; ``None``
+    :param decided: the time (ms) the bucket decided the item at, as its verdict says; ``None``
         if the bucket never decided it.
-    :param stored: the stamp (ms) the bucket recorded the item at (``timestamp + delay``);
+    :param stored: the stamp (ms) the bucket recorded the item at, as its verdict says;
         ``None`` if it recorded nothing.
     """
 

@@ -12,6 +12,7 @@ import redis
 from pyrate_limiter import AsyncRedisBucket, Rate, RateItem
 from pyrate_limiter._batching import AsyncBatcher
 from pyrate_limiter._concurrency import aresolve, arun_blocking
+from pyrate_limiter._rate import recorded_at
 
 from .redis_clients import close_client, redis_client
 from .windows import assert_windows_hold
@@ -129,9 +130,9 @@ async def test_concurrent_redis_acquires_share_round_trips_and_keep_every_window
     async def acquire(i: int) -> None:
         nonlocal refused
         item = RateItem(f"n{i % 3}", T0 + i // 10, 1 + i % 3)
-        delay, rate = (await bucket.reserve(item, 200 if i % 2 else None))[:2]
-        if rate is None:
-            admitted.append((item.timestamp + delay, item.weight))
+        verdict = await bucket.reserve(item, 200 if i % 2 else None)
+        if verdict[1] is None:
+            admitted.append((recorded_at(item, verdict), item.weight))
         else:
             refused += 1
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from pyrate_limiter import Rate, RateItem
+from pyrate_limiter._rate import recorded_at
 
 from ._sync.bucket_kinds import ATOMIC, MAKERS
 from .fake_clock import T0
@@ -151,9 +152,10 @@ def machine_for(make: Callable[[], AbstractBucket], rates: list[Rate]) -> type[R
             verdict = self.bucket.reserve(item, max_delay)
             delay, rate = verdict[0], verdict[1]
             decided, expected, refusing = self.model.reserve(name, stamp, weight, max_delay)
-            assert (item.timestamp, delay) == (decided, expected)
+            assert (item.timestamp, delay) == (stamp, expected)  # the caller's item is left as it was
             if refusing is None:
                 assert rate is None
+                assert recorded_at(item, verdict) == decided + delay
             else:
                 assert rate is not None
                 assert rates.index(rate) in refusing
@@ -176,8 +178,8 @@ def machine_for(make: Callable[[], AbstractBucket], rates: list[Rate]) -> type[R
 
         @rule(name=NAMES, weight=st.integers(1, rates[-1].limit), lag=st.integers(1, 2 * longest + 2), max_delay=delays)
         def reserve_late(self, name: str, weight: int, lag: int, max_delay: int | None) -> None:
-            # A caller whose clock lags. Where the restamp would hang on whether a trimmed item of
-            # weight 0 was ever recorded (the backends differ, the rule is silent), skip it.
+            # A caller whose clock lags. Where the decided time would hang on whether a trimmed item
+            # of weight 0 was ever recorded (the backends differ, the rule is silent), skip it.
             if not self.model.ambiguous(self.now - lag):
                 self.check_reserve(name, self.now - lag, weight, max_delay)
 

@@ -24,6 +24,7 @@ from pyrate_limiter import (
     RateItem,
     limiter_factory,
 )
+from pyrate_limiter._rate import Verdict, recorded_at
 
 from .windows import assert_windows_hold
 
@@ -36,11 +37,11 @@ class RecordingBucket(MultiprocessBucket):
 
     recorded: list[tuple[int, int]] = []  # noqa: RUF012 - per process, read by ``task``
 
-    def reserve(self, item: RateItem, max_delay: int | None) -> tuple[int, Rate | None]:
-        delay, rate = (super().reserve(item, max_delay))[:2]
-        if rate is None:
-            RecordingBucket.recorded.append((item.timestamp + delay, item.weight))
-        return delay, rate
+    def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
+        verdict = super().reserve(item, max_delay)
+        if verdict[1] is None:
+            RecordingBucket.recorded.append((recorded_at(item, verdict), item.weight))
+        return verdict
 
 
 def acquire(name: str) -> bool:

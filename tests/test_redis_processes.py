@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from pyrate_limiter import Rate, RateItem, RedisBucket, TimeClock
+from pyrate_limiter._rate import recorded_at
 from tests.windows import assert_windows_hold
 
 RATES = [Rate(8, 100), Rate(20, 500)]
@@ -30,9 +31,11 @@ def hammer(url: str, key: str, server_time: bool, max_delay: int | None, seed: i
         until = time.monotonic() + SECONDS
         while time.monotonic() < until:
             item = RateItem(f"p{seed}", clock.now(), rng.choice([1, 1, 2, 3]))
-            delay, rate = (bucket.reserve(item, max_delay))[:2]
+            verdict = bucket.reserve(item, max_delay)
+            delay, rate = verdict[:2]
             if rate is None:
-                admitted.append([item.timestamp + delay, item.weight, item.timestamp])
+                at = recorded_at(item, verdict)
+                admitted.append([at, item.weight, at - delay])
                 time.sleep(delay / 1000)  # what the limiter does: the slot is ours from then on
             else:
                 refused += 1

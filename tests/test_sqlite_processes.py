@@ -20,6 +20,7 @@ import pytest
 
 from pyrate_limiter import AsyncSQLiteBucket, BackendError, Duration, Rate, RateItem, SQLiteBucket
 from pyrate_limiter._drivers.sqlite_file import CHECK_EVERY
+from pyrate_limiter._rate import recorded_at
 from tests.windows import assert_windows_hold
 
 if TYPE_CHECKING:
@@ -58,17 +59,18 @@ def hammer(path: str, ready: Any, seconds: float) -> tuple[list[tuple[int, int]]
             # Half the threads may wait 50 ms; the others decide as put() does (no wait), and
             # learn where the item was recorded: later than its stamp if a trim overtook it.
             try:
-                delay, rate = (bucket.reserve(item, 50 if seed % 2 else None))[:2]
+                verdict = bucket.reserve(item, 50 if seed % 2 else None)
             except BackendError as error:
                 # One that may wait 50 ms waits no longer for the others' lock: under this much
                 # contention it may give up, having recorded nothing.
                 if seed % 2 == 0 or error.recorded is not False or "locked" not in str(error):
                     raise
-                delay, rate = 0, RATES[0]
-            at = item.timestamp + delay
+                verdict = (0, RATES[0])
+            rate = verdict[1]
             with lock:
                 tries[0] += 1
                 if rate is None:
+                    at = recorded_at(item, verdict)
                     admitted.append((at, item.weight))
             if rate is None:
                 # Read the clock once: a second reading could already be past `at`.

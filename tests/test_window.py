@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pyrate_limiter import Rate, RateItem
+from pyrate_limiter._rate import recorded_at
 from pyrate_limiter._window import NEVER, SlidingLog
 
 from .windows import assert_windows_hold
@@ -38,9 +39,9 @@ def test_admitted_entries_respect_every_window_exactly() -> None:
         stamp = t - rng.randint(0, 3)
         weight = rng.randint(1, 3)
         item = RateItem("k", stamp, weight)
-        delay, rate = (log.reserve(item, rng.choice([None, 0, 300])))[:2]
-        if rate is None:
-            recorded.append((item.timestamp + delay, weight))  # restamped if it came too late
+        verdict = log.reserve(item, rng.choice([None, 0, 300]))
+        if verdict[1] is None:
+            recorded.append((recorded_at(item, verdict), weight))  # later than asked if it came too late
     recorded.sort()
     assert_windows_hold(recorded, rates)
     # And it admitted nearly all that the slow rate allows over the run.
@@ -68,10 +69,10 @@ def test_a_late_item_never_reaches_back_over_trimmed_entries() -> None:
     log = SlidingLog([Rate(3, 1000)])
     assert (log.reserve(RateItem("a", 0, 2), None))[:2] == (0, None)
     assert (log.reserve(RateItem("c", 1001, 1), None))[:2] == (0, None)  # trims "a"
-    # Stamped at 1000, when "a" still counted: judged, recorded and restamped at 1001 instead.
+    # Stamped at 1000, when "a" still counted: judged and recorded at 1001 instead, as the verdict says.
     late = RateItem("d", 1000, 2)
-    assert (log.reserve(late, None))[:2] == (0, None)
-    assert late.timestamp == 1001
+    assert log.reserve(late, None) == (0, None, 1001)
+    assert late.timestamp == 1000
     assert log.peek(0) == ("d", 1001)
     assert log.reserve(RateItem("e", 1000, 1), None)[1] is not None
     assert log.waiting(500, 1) == 1502
@@ -119,15 +120,16 @@ class NaiveLog:
 
     def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         name, weight = item.name, item.weight
-        now = t = item.timestamp = item.timestamp if self.floor is None else max(item.timestamp, self.floor)
+        now = t = item.timestamp if self.floor is None else max(item.timestamp, self.floor)
+        late = now != item.timestamp  # decided at the floor: the verdict says where it went
         self.trim(now - self.longest - 1)
         at, rate = self.earliest(now, weight)
         if rate is None:
             self.insert(now, weight, name)
-            return 0, None
+            return (0, None, now) if late else (0, None)
         if at != NEVER and max_delay is not None and at - t <= max_delay:
             self.insert(at, weight, name)
-            return at - t, None
+            return (at - t, None, at) if late else (at - t, None)
         return (NEVER if at == NEVER else at - t), rate, self.remaining(now)
 
     def remaining(self, t: int) -> tuple[int, ...]:

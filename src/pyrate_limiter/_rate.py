@@ -94,10 +94,25 @@ VALID_NAMES: set[str] = set()
 _VALID_NAMES_MAX = 1 << 14
 
 
-Verdict: TypeAlias = "tuple[int, Rate | None] | tuple[int, Rate, tuple[int, ...]]"
-"""What a bucket's ``reserve`` decides: ``(delay, None)`` when recorded ``delay`` ms after the item's
-stamp; ``(wait, rate)`` when refused, ours adding ``remaining``: the units each rate had left at
-the decision, in the bucket's order (a v3-style bucket cannot tell)."""
+Verdict: TypeAlias = "tuple[int, Rate | None] | tuple[int, None, int] | tuple[int, Rate, tuple[int, ...]]"
+"""What a bucket's ``reserve`` decides, the item left as it came:
+
+* ``(delay, None)``: recorded ``delay`` ms after the item's stamp, the time to sleep;
+* ``(delay, None, at)``: recorded at ``at``, ``delay`` ms after the time it was decided at, which
+  is not the item's stamp: the floor, for an item that came too late for it (see ``_window``),
+  or the server's clock;
+* ``(wait, rate)`` when refused, ours adding ``remaining``: the units each rate had left at the
+  decision, in the bucket's order (a v3-style bucket cannot tell).
+"""
+
+
+def recorded_at(item: RateItem, verdict: Verdict) -> int:
+    """The stamp an admitting ``verdict`` recorded ``item`` at: what ``release`` gives back."""
+    if len(verdict) == 3:
+        at = verdict[2]
+        assert type(at) is int  # admitted: a stamp, not remaining
+        return at
+    return item.timestamp + verdict[0]
 
 
 def check_pause(name: Any, until: Any) -> None:

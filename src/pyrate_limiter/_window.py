@@ -20,11 +20,11 @@ PostgreSQL run the same steps server-side):
   trimmed timestamp ``b`` is remembered, and no item is judged or recorded before
   ``b + longest span``: an item stamped before a trim that already happened (clock skew, a caller
   that lagged) counts as arriving at that point, since its own window would reach back over
-  entries that are gone. The item is then restamped with that time, and any delay counts
-  from it.
+  entries that are gone. It is decided at that time, and any delay counts from it (the
+  verdict says where it was recorded: ``Verdict``).
 * A pause (server feedback: ``pause_until``) ends at ``P``: an item stamped ``t < P`` fits at
-  the earliest time ``>= P`` by the rule above, and waits from ``t`` (no restamp: unlike the
-  floor, a pause is the caller's to sit out). Pauses only lengthen: the end kept is the latest.
+  the earliest time ``>= P`` by the rule above, and waits from ``t`` (unlike the floor, a pause
+  is the caller's to sit out). Pauses only lengthen: the end kept is the latest.
 """
 
 from __future__ import annotations
@@ -36,10 +36,12 @@ from array import array
 from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING, Any
 
+from ._rate import RateItem
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from ._rate import Rate, RateItem, Verdict
+    from ._rate import Rate, Verdict
 
 NEVER = -1
 """The wait reported for an item heavier than some rate's limit: it can never fit."""
@@ -172,19 +174,21 @@ class SlidingLog:
     def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         """Record ``item`` at the earliest time it fits, if that is within ``max_delay``.
 
-        An item stamped behind the floor is first restamped to the floor (see the module's rule).
+        An item stamped behind the floor is decided at the floor (see the module's rule).
 
-        :return: ``(delay, None)`` when recorded at ``item.timestamp + delay``; ``(wait, rate,
-            remaining)`` when not, with the wait it would have needed (``NEVER`` if it cannot fit),
-            the rate that refused it and the units each rate has left at ``t``.
+        :return: ``(delay, None)`` when recorded at ``item.timestamp + delay``, ``(delay, None,
+            at)`` when recorded at ``at``, decided at the floor; ``(wait, rate, remaining)`` when
+            not, with the wait it would have needed (``NEVER`` if it cannot fit), the rate that
+            refused it and the units each rate has left at ``t``.
         """
         t, weight = item.timestamp, item.weight
         # acquire/release rather than `with`: half the cost, on the path every acquire takes.
         lock = self._lock
         lock.acquire()
+        if t < self._floor:
+            lock.release()
+            return self._late(item, max_delay)
         try:
-            if t < self._floor:
-                item.timestamp = t = self._floor
             if t >= self._trim_at:
                 self._trim(t - self._longest)
             total = self._total + weight
@@ -221,6 +225,14 @@ class SlidingLog:
             return (NEVER if at == NEVER else at - t), rate, remaining
         finally:
             lock.release()
+
+    def _late(self, item: RateItem, max_delay: int | None) -> Verdict:
+        """``reserve`` for an item stamped behind the floor: decided at the floor, as one stamped so."""
+        floor = self._floor
+        verdict = self.reserve(RateItem(item.name, floor, item.weight), max_delay)
+        if verdict[1] is not None or len(verdict) == 3:  # refused, or behind a floor risen since
+            return verdict
+        return verdict[0], None, floor + verdict[0]
 
     def waiting(self, t: int, weight: int) -> int:
         """Milliseconds from ``t`` until an item of ``weight`` would fit; ``NEVER`` if it cannot.

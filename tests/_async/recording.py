@@ -18,6 +18,7 @@ from pyrate_limiter import (
     LimiterDelayException,
 )
 from pyrate_limiter._concurrency import AsyncTaskGroup, asleep
+from pyrate_limiter._rate import recorded_at
 from tests.realtime import NS_PER_MS, Call
 
 if TYPE_CHECKING:
@@ -39,8 +40,9 @@ EARLY_IN_A_MS = 100_000
 class RecordingBucket(AsyncAbstractBucket):
     """Delegates everything to ``inner``; notes where ``reserve`` decided and stored each item.
 
-    :ivar decided: item name -> its stamp (ms) when decided, after any restamp by the bucket.
-    :ivar stored: item name -> the stamp (ms) it was recorded at, ``timestamp + delay``.
+    :ivar decided: item name -> the time (ms) the bucket decided it at: its stamp, or later
+        when the verdict says it was recorded later than asked.
+    :ivar stored: item name -> the stamp (ms) it was recorded at, as the verdict says.
     """
 
     def __init__(self, inner: AsyncAbstractBucket) -> None:
@@ -51,9 +53,12 @@ class RecordingBucket(AsyncAbstractBucket):
 
     async def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         verdict = await self.inner.reserve(item, max_delay)
-        self.decided[item.name] = item.timestamp  # the bucket may have restamped it
         if verdict[1] is None:
-            self.stored[item.name] = item.timestamp + verdict[0]
+            stored = recorded_at(item, verdict)
+            self.stored[item.name] = stored
+            self.decided[item.name] = stored - verdict[0]
+        else:
+            self.decided[item.name] = item.timestamp
         return verdict
 
     async def put(self, item: RateItem) -> bool:

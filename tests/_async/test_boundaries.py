@@ -132,7 +132,7 @@ async def test_reservation_lands_exactly_one_ms_past_the_interval(create_atomic_
     assert await bucket.count() == 5
 
 
-async def test_late_item_behind_a_trim_is_restamped_to_newest_trimmed_plus_longest_plus_one(
+async def test_late_item_behind_a_trim_is_decided_at_newest_trimmed_plus_longest_plus_one(
     create_atomic_bucket: AsyncCreateBucket,
 ) -> None:
     fast, slow = Rate(2, 100), Rate(4, I)
@@ -142,20 +142,19 @@ async def test_late_item_behind_a_trim_is_restamped_to_newest_trimmed_plus_longe
     assert await bucket.put(RateItem("c", S + 1500))  # trims "a" and "b": the newest trimmed is S + 5
     assert await bucket.count() == 1
     floor = S + 5 + I + 1
-    # Stamped where "b" would still count: judged and recorded at the floor instead.
+    # Stamped where "b" would still count: judged and recorded at the floor instead, which the
+    # verdict says; the item is left as it came.
     late = RateItem("d", S + 1003)
-    assert (await bucket.reserve(late, None))[:2] == (0, None)
-    assert late.timestamp == floor
+    assert await bucket.reserve(late, None) == (0, None, floor)
+    assert late == RateItem("d", S + 1003)
     assert await bucket.peek(1) == RateItem("d", floor)
     # Its delay counts from the floor: "d" and "c" fill the fast window until floor + 100 + 1.
     later = RateItem("e", S + 1004)
-    assert (await bucket.reserve(later, I))[:2] == (101, None)
-    assert later.timestamp == floor
+    assert await bucket.reserve(later, I) == (101, None, floor + 101)
     assert await bucket.peek(1) == RateItem("e", floor + 101)
     # An item stamped at the floor itself is not moved; it waits for "d" and "e" to free the fast window.
     at_floor = RateItem("f", floor)
     assert (await bucket.reserve(at_floor, None))[:2] == (202, fast)
-    assert at_floor.timestamp == floor
     assert await bucket.count() == 3
 
 

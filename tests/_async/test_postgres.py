@@ -27,6 +27,7 @@ from pyrate_limiter import (
 )
 from pyrate_limiter._concurrency import AsyncTaskGroup, arun_blocking, asleep
 from pyrate_limiter._drivers.postgres import DECIDE, derived_name
+from pyrate_limiter._rate import recorded_at
 
 from ..fake_clock import FakeClock
 from ..windows import assert_windows_hold
@@ -183,7 +184,7 @@ async def exercise(bucket: AsyncPostgresBucket, reference: AsyncInMemoryBucket, 
             decided = await bucket.reserve(item, max_delay)
             assert decided == await reference.reserve(item, max_delay), (item, max_delay)
             if decided[1] is None and decided[0] > 0:
-                reserved.append(RateItem(item.name, item.timestamp + decided[0], item.weight))
+                reserved.append(RateItem(item.name, recorded_at(item, decided), item.weight))
         elif op < 0.8 and reserved:
             gone = reserved.pop(rng.randrange(len(reserved)))
             await bucket.release(gone)
@@ -222,10 +223,9 @@ async def test_a_late_item_is_decided_where_the_trimmed_windows_end(
     # One ms late (clock skew): decided and recorded at T0 + 1001, where a is out of every window.
     assert await bucket.put(RateItem("late", T0 + 1000, weight=2))
     assert await bucket.peek(0) == RateItem("late", T0 + 1001)
-    # A late reservation is restamped with the time it was decided at; its delay counts from it.
-    late = RateItem("r", T0 + 500)
-    assert await bucket.reserve(late, 10_000) == (1001, None)
-    assert late.timestamp == T0 + 1001
+    # A late reservation is decided at that time too; its delay counts from it, and the verdict
+    # says where it was recorded.
+    assert await bucket.reserve(RateItem("r", T0 + 500), 10_000) == (1001, None, T0 + 2002)
     assert await bucket.peek(0) == RateItem("r", T0 + 2002)
     assert await bucket.waiting(RateItem("w", T0 + 400)) == 1602
     await bucket.flush()

@@ -135,7 +135,7 @@ async def test_an_item_stamped_before_a_trim_is_recorded_after_what_was_trimmed(
     assert await bucket.put(RateItem("a", T0, weight=2))
     assert await bucket.put(RateItem("c", T0 + 1001))
     assert await bucket.count() == 1
-    assert await bucket.reserve(RateItem("stale", T0 + 1000, weight=2), None) == (0, None)
+    assert await bucket.reserve(RateItem("stale", T0 + 1000, weight=2), None) == (0, None, T0 + 1001)
     newest = await bucket.peek(0)
     assert newest is not None
     assert (newest.name, newest.timestamp) == ("stale", T0 + 1001)

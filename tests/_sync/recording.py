@@ -19,6 +19,7 @@ from pyrate_limiter import (
     LimiterDelayException,
 )
 from pyrate_limiter._concurrency import TaskGroup, sleep
+from pyrate_limiter._rate import recorded_at
 from tests.realtime import NS_PER_MS, Call
 
 if TYPE_CHECKING:
@@ -40,8 +41,9 @@ EARLY_IN_A_MS = 100_000
 class RecordingBucket(AbstractBucket):
     """Delegates everything to ``inner``; notes where ``reserve`` decided and stored each item.
 
-    :ivar decided: item name -> its stamp (ms) when decided, after any restamp by the bucket.
-    :ivar stored: item name -> the stamp (ms) it was recorded at, ``timestamp + delay``.
+    :ivar decided: item name -> the time (ms) the bucket decided it at: its stamp, or later
+        when the verdict says it was recorded later than asked.
+    :ivar stored: item name -> the stamp (ms) it was recorded at, as the verdict says.
     """
 
     def __init__(self, inner: AbstractBucket) -> None:
@@ -52,9 +54,12 @@ class RecordingBucket(AbstractBucket):
 
     def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         verdict = self.inner.reserve(item, max_delay)
-        self.decided[item.name] = item.timestamp  # the bucket may have restamped it
         if verdict[1] is None:
-            self.stored[item.name] = item.timestamp + verdict[0]
+            stored = recorded_at(item, verdict)
+            self.stored[item.name] = stored
+            self.decided[item.name] = stored - verdict[0]
+        else:
+            self.decided[item.name] = item.timestamp
         return verdict
 
     def put(self, item: RateItem) -> bool:

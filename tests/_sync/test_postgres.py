@@ -28,6 +28,7 @@ from pyrate_limiter import (
 )
 from pyrate_limiter._concurrency import TaskGroup, run_blocking, sleep
 from pyrate_limiter._drivers.postgres import DECIDE, derived_name
+from pyrate_limiter._rate import recorded_at
 
 from ..fake_clock import FakeClock
 from ..windows import assert_windows_hold
@@ -184,7 +185,7 @@ def exercise(bucket: PostgresBucket, reference: InMemoryBucket, *, seed: int, st
             decided = bucket.reserve(item, max_delay)
             assert decided == reference.reserve(item, max_delay), (item, max_delay)
             if decided[1] is None and decided[0] > 0:
-                reserved.append(RateItem(item.name, item.timestamp + decided[0], item.weight))
+                reserved.append(RateItem(item.name, recorded_at(item, decided), item.weight))
         elif op < 0.8 and reserved:
             gone = reserved.pop(rng.randrange(len(reserved)))
             bucket.release(gone)
@@ -223,10 +224,9 @@ def test_a_late_item_is_decided_where_the_trimmed_windows_end(
     # One ms late (clock skew): decided and recorded at T0 + 1001, where a is out of every window.
     assert bucket.put(RateItem("late", T0 + 1000, weight=2))
     assert bucket.peek(0) == RateItem("late", T0 + 1001)
-    # A late reservation is restamped with the time it was decided at; its delay counts from it.
-    late = RateItem("r", T0 + 500)
-    assert bucket.reserve(late, 10_000) == (1001, None)
-    assert late.timestamp == T0 + 1001
+    # A late reservation is decided at that time too; its delay counts from it, and the verdict
+    # says where it was recorded.
+    assert bucket.reserve(RateItem("r", T0 + 500), 10_000) == (1001, None, T0 + 2002)
     assert bucket.peek(0) == RateItem("r", T0 + 2002)
     assert bucket.waiting(RateItem("w", T0 + 400)) == 1602
     bucket.flush()

@@ -24,6 +24,7 @@ from pyrate_limiter import (
 )
 from pyrate_limiter._concurrency import TaskGroup, resolve, run_blocking
 from pyrate_limiter._drivers.redis import SHA
+from pyrate_limiter._rate import recorded_at
 from tests.redis_clients import close_client, redis_client
 
 from ..windows import assert_windows_hold
@@ -77,14 +78,12 @@ def test_matches_the_in_memory_reference_on_random_traffic(client: Any) -> None:
         roll = rng.random()
         if roll < 0.6:
             max_delay = rng.choice([None, 0, 40, 300, 5000])
-            item, expected = RateItem(name, stamp, weight), RateItem(name, stamp, weight)
+            item = RateItem(name, stamp, weight)
             got = ours.reserve(item, max_delay)
-            assert got == reference.reserve(expected, max_delay), step
-            settled = expected.timestamp  # restamped when it came too late
-            assert item.timestamp == settled, step
+            assert got == reference.reserve(item, max_delay), step  # where recorded, too
             if got[1] is None and got[0] > 0 and rng.random() < 0.3:  # a cancelled waiter
-                ours.release(RateItem(name, settled + got[0], weight))
-                reference.release(RateItem(name, settled + got[0], weight))
+                ours.release(RateItem(name, recorded_at(item, got), weight))
+                reference.release(RateItem(name, recorded_at(item, got), weight))
         elif roll < 0.75:
             item = RateItem(name, stamp, weight)
             assert ours.waiting(item) == reference.waiting(item), step
@@ -106,10 +105,10 @@ def test_a_late_item_cannot_reach_behind_what_was_trimmed(client: Any) -> None:
     assert bucket.put(RateItem("b", T0 + 500))
     assert not bucket.put(RateItem("x", T0 + 1001, 2))  # refused, but trims "a" away
     late = RateItem("c", T0 + 1000)  # stamped before "x" was decided, decided after it
-    assert bucket.put(late)
     # At T0 + 1000 it would make three in [T0, T0 + 1000]: it is booked when "a" has left.
-    assert late.timestamp == T0 + 1001
-    assert_windows_hold([(T0, 1), (T0 + 500, 1), (late.timestamp, 1)], [rate])
+    assert bucket.reserve(late, None) == (0, None, T0 + 1001)
+    assert late.timestamp == T0 + 1000
+    assert_windows_hold([(T0, 1), (T0 + 500, 1), (T0 + 1001, 1)], [rate])
     assert not bucket.put(RateItem("d", T0 + 1001))
 
 
@@ -247,18 +246,19 @@ def test_server_time_decides_at_the_servers_clock(client: Any, admin: redis.Redi
     seconds, micros = run_blocking(admin.time)
     before = seconds * 1000 + micros // 1000
     far_future, far_past = RateItem("a", T0 * 2), RateItem("b", 0)
-    assert bucket.put(far_future)
-    assert bucket.put(far_past)
+    verdicts = [bucket.reserve(item, None) for item in (far_future, far_past)]
     assert not bucket.put(RateItem("c", T0 * 3))  # the clocks disagree; the server decides
-    for item in (far_future, far_past):
-        assert before <= item.timestamp <= before + 10_000  # restamped with the server's time
-    newest = bucket.peek(0)
-    assert newest is not None
-    assert newest.timestamp == far_past.timestamp
+    stamps = []
+    for delay, rate, at in verdicts:  # recorded at once, at the server's time, which they say
+        assert (delay, rate) == (0, None)
+        assert before <= at <= before + 10_000
+        stamps.append(at)
+    assert [bucket.peek(i) for i in (1, 0)] == [RateItem("a", stamps[0]), RateItem("b", stamps[1])]
     assert bucket.leak(T0 * 5) == 0  # leaks at the server's clock too, not at the one given
-    delay, rate = (bucket.reserve(RateItem("d", 0), Duration.MINUTE + 1))[:2]
+    delay, rate, at = bucket.reserve(RateItem("d", 0), Duration.MINUTE + 1)
     assert rate is None
     assert 0 < delay <= Duration.MINUTE + 1  # the first items free their room a minute and 1 ms on
+    assert at == stamps[0] + Duration.MINUTE + 1 == (bucket.peek(0) or far_past).timestamp
 
 
 def test_a_limiter_waits_at_the_servers_clock(client: Any, admin: redis.Redis) -> None:

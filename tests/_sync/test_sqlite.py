@@ -136,7 +136,7 @@ def test_an_item_stamped_before_a_trim_is_recorded_after_what_was_trimmed(conn: 
     assert bucket.put(RateItem("a", T0, weight=2))
     assert bucket.put(RateItem("c", T0 + 1001))
     assert bucket.count() == 1
-    assert bucket.reserve(RateItem("stale", T0 + 1000, weight=2), None) == (0, None)
+    assert bucket.reserve(RateItem("stale", T0 + 1000, weight=2), None) == (0, None, T0 + 1001)
     newest = bucket.peek(0)
     assert newest is not None
     assert (newest.name, newest.timestamp) == ("stale", T0 + 1001)

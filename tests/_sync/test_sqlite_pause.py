@@ -63,7 +63,7 @@ def test_a_wait_long_enough_records_the_item_at_the_end_of_the_pause(bucket: SQL
     bucket.pause_until("k", P)
     item = RateItem("k", T0)
     assert (bucket.reserve(item, P - T0))[:2] == (P - T0, None)
-    assert item.timestamp == T0  # not restamped: the limiter sleeps the delay from its stamp
+    assert item.timestamp == T0  # the limiter sleeps the delay from its stamp
     assert (bucket.reserve(RateItem("k", T0 + 1), P - T0))[:2] == (P - T0 - 1, None)
     recorded = [bucket.peek(i) for i in range(2)]
     assert [unit.timestamp for unit in recorded if unit is not None] == [P, P]

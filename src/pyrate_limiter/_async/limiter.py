@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _hooks as report
 from .._concurrency import adecorate, ashielded, asleep
 from .._errors import BackendError, BucketFullException, LimiterDelayException
-from .._rate import VALID_NAMES, Rate, RateItem, check_name, check_pause
+from .._rate import VALID_NAMES, Rate, RateItem, check_name, check_pause, recorded_at
 from .._state import LimitState, limit_state
 from .._window import FOREVER, NEVER
 from .buckets.base import AsyncAbstractBucket
@@ -129,9 +129,8 @@ class AsyncLimiter:
             return self._failed(item, bucket, error, self.raise_when_fail)
         rate = verdict[1]
         if rate is None:
-            delay = verdict[0]
-            if delay:
-                return await self._wait_for(bucket, item, delay, max_delay, self.raise_when_fail)
+            if verdict[0]:
+                return await self._wait_for(bucket, item, verdict, max_delay, self.raise_when_fail)
             if self._watching:
                 self._admitted(item, 0)
             return True
@@ -202,26 +201,26 @@ class AsyncLimiter:
         placed = await self._place(name, weight, max_delay, raising)
         if placed is None:
             return None
-        item, bucket, delay, _, decided = placed
+        item, bucket, verdict, _, decided = placed
         if decided and self._watching:
-            self._admitted(item, delay)
-        return AsyncReservation(bucket, item, delay)
+            self._admitted(item, verdict[0])
+        return AsyncReservation(bucket, item, verdict)
 
     async def _admit(self, name: str, weight: int, max_delay: Any) -> AsyncReservation:
         """What ``acquire`` enters with: ``try_acquire``'s wait, raising on refusal, and the place it got."""
         placed = await self._place(name, weight, max_delay, True)
         assert placed is not None  # raising: a refusal raised
-        item, bucket, delay, max_delay, decided = placed
-        if delay:
-            await self._wait_for(bucket, item, delay, max_delay, True)
+        item, bucket, verdict, max_delay, decided = placed
+        if verdict[0]:
+            await self._wait_for(bucket, item, verdict, max_delay, True)
         elif decided and self._watching:
             self._admitted(item, 0)
-        return AsyncReservation(bucket, item, delay)
+        return AsyncReservation(bucket, item, verdict)
 
     async def _place(
         self, name: str, weight: int, max_delay: Any, raising: bool
-    ) -> tuple[RateItem, AsyncAbstractBucket, int, int | None, bool] | None:
-        """Reserve a place: ``(item, bucket, delay, max_delay, decided)``, ``decided`` false when
+    ) -> tuple[RateItem, AsyncAbstractBucket, Verdict, int | None, bool] | None:
+        """Reserve a place: ``(item, bucket, verdict, max_delay, decided)``, ``decided`` false when
         admitted by ``on_backend_error`` alone; ``None`` when refused and not ``raising``."""
         # try_acquire's first steps, written out there too: its hot path spends no call on sharing them.
         check_name(name)
@@ -235,10 +234,10 @@ class AsyncLimiter:
             verdict = await bucket.reserve(item, max_delay)
         except BackendError as error:
             # Admitted by the policy: a place of no delay, recorded nowhere, so nothing to give back.
-            return (item, bucket, 0, max_delay, False) if self._failed(item, bucket, error, raising) else None
+            return (item, bucket, (0, None), max_delay, False) if self._failed(item, bucket, error, raising) else None
         rate = verdict[1]
         if rate is None:
-            return item, bucket, verdict[0], max_delay, True
+            return item, bucket, verdict, max_delay, True
         self._refused(item, rate, verdict[0])
         if not raising:
             return None
@@ -291,16 +290,17 @@ class AsyncLimiter:
         return end
 
     async def _wait_for(
-        self, bucket: AsyncAbstractBucket, item: RateItem, delay: int, max_delay: int | None, raising: bool
+        self, bucket: AsyncAbstractBucket, item: RateItem, verdict: Verdict, max_delay: int | None, raising: bool
     ) -> bool:
-        """Sleep until the place reserved ``delay`` ms after ``item``'s stamp, then admit the item.
+        """Sleep until the place ``verdict`` reserved for ``item``, then admit the item.
 
         A pause set meanwhile whose end is past the place moves the item behind it: the place is
         given back and a new one taken, if that is within what is left of ``max_delay``.
         """
         started = item.timestamp
         while True:
-            reserved = RateItem(item.name, item.timestamp + delay, item.weight)
+            delay = verdict[0]
+            reserved = RateItem(item.name, recorded_at(item, verdict), item.weight)
             report.waiting(self._hooks, item, delay)
             try:
                 await asleep(delay / 1000)
@@ -311,7 +311,7 @@ class AsyncLimiter:
                 raise
             if not paused:
                 if self._watching:
-                    self._admitted(item, reserved.timestamp - started)
+                    self._admitted(item, item.timestamp + delay - started)
                 return True
             item, bucket = await self._route(item.name, item.weight)
             left = None if max_delay is None else max(0, max_delay - (item.timestamp - started))
@@ -320,9 +320,9 @@ class AsyncLimiter:
                 verdict = await bucket.reserve(item, left)
             except BackendError as error:
                 return self._failed(item, bucket, error, raising)
-            delay, rate = verdict[0], verdict[1]
+            rate = verdict[1]
             if rate is not None:
-                self._refused(item, rate, delay)
+                self._refused(item, rate, verdict[0])
                 if not raising:
                     return False
                 raise _refusal(item, verdict, left)

@@ -175,7 +175,7 @@ BEGIN
             -- Heavier than a limit: refused, whatever the wait allowed.
             NULL;
         ELSIF rate IS NULL THEN
-            -- Admitted at once (at v_now, when late: the item is restamped with it).
+            -- Admitted at once (at v_now, later than its stamp when late: the caller is told).
             delay := 0;
         ELSE
             -- A decision's delay counts from the time it was decided at; waiting's from the stamp.

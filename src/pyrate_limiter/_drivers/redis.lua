@@ -335,7 +335,7 @@ end
 local t, n, extra, name = request(1)
 t = time_of(t)
 if op == 'W' then  -- waiting
-  -- Counted from the item's own stamp: nothing is recorded or restamped.
+  -- Counted from the item's own stamp: nothing is recorded.
   local at, blocking = rule().earliest(math.max(t, trimmed + longest, pause), n)
   if blocking == 0 then return at - t end  -- 0, or the way to the floor for a late stamp
   if at == -1 then return -1 end

@@ -7,9 +7,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._concurrency import shielded, sleep
-from .._rate import RateItem
+from .._rate import RateItem, recorded_at
 
 if TYPE_CHECKING:
+    from .._rate import Verdict
     from .buckets.base import AbstractBucket
     from .limiter import Limiter
 
@@ -21,13 +22,14 @@ class Reservation:
     ``wait`` sleeps until its time, ``cancel`` gives back a place whose time has not come (one
     that has come is spent), and cancelling twice or late does nothing.
 
-    :ivar at: when the place is the item's: the stamp it is recorded at.
+    :ivar at: when the place is the item's: the stamp it is recorded at (on the server's clock,
+        for a bucket deciding at it).
     :ivar delay_ms: how long after the reservation that is.
     """
 
-    def __init__(self, bucket: AbstractBucket, item: RateItem, delay: int) -> None:
-        self.at = item.timestamp + delay
-        self.delay_ms = delay
+    def __init__(self, bucket: AbstractBucket, item: RateItem, verdict: Verdict) -> None:
+        self.at = recorded_at(item, verdict)
+        delay = self.delay_ms = verdict[0]
         self.name = item.name
         self.weight = item.weight
         self._bucket = bucket

@@ -126,8 +126,10 @@ class AsyncPostgresBucket(AsyncReservingBucket):
                 self._reserving.clear()  # batches in flight keep theirs
             batcher = self._reserving[lock_timeout] = AsyncBatcher(functools.partial(self._decide, lock_timeout, True))
         delay, rate, decided, left = await batcher.submit((_name(item), item.timestamp, item.weight, max_delay))
-        item.timestamp = decided  # later than its stamp when a trim overtook it
-        return (delay, None) if rate is None else (delay, self.rates[rate], left)
+        if rate is not None:
+            return delay, self.rates[rate], left
+        # Decided later than its stamp when a trim overtook it: then the verdict says where.
+        return (delay, None) if decided == item.timestamp else (delay, None, decided + delay)
 
     async def waiting(self, item: RateItem) -> int:
         if item.weight > self._unstorable:

@@ -31,9 +31,9 @@ class AsyncRedisBucket(AsyncReservingBucket):
     weight of those. Every key expires once idle for the
     longest interval (plus pending reservations and a second of slack).
 
-    ``reserve`` restamps the item with the time it was decided at: the server's, or, for an item
-    stamped so late that its window reaches behind entries already trimmed, the earliest time
-    the log can still vouch for.
+    ``reserve`` decides at the server's time, or, for an item stamped so late that its window
+    reaches behind entries already trimmed, at the earliest time the log can still vouch for;
+    then its verdict says where it recorded the item (``Verdict``).
 
     :param redis: a sync or async client, single node or cluster. The async bucket runs a sync
         client's calls in a worker thread, so it works on event loops the async client cannot use.
@@ -77,16 +77,13 @@ class AsyncRedisBucket(AsyncReservingBucket):
         # Concurrent reservations share one script call: the script decides them in order.
         t, extra = (SERVER_CLOCK if self.server_time else item.timestamp), (-1 if max_delay is None else max_delay)
         reply = await self._reserving.submit(request(t, item.weight, extra, item.name))
-        if type(reply) is int:  # the usual acquire: recorded at that time, its own
-            item.timestamp = reply
-            return 0, None
-        # Restamped with the time it was decided at: the server's clock, or later than its own
-        # stamp when it came too late for that. The limiter sleeps and releases relative to it.
-        item.timestamp = int(reply[2])
-        blocking = int(reply[1])  # 1-based, 0: none
+        if type(reply) is int:  # the usual acquire: recorded at that time, its stamp as a rule
+            return (0, None) if reply == item.timestamp else (0, None, reply)
+        # Decided at the server's clock, or later than its stamp when it came too late for that.
+        delay, blocking, decided = int(reply[0]), int(reply[1]), int(reply[2])  # blocking: 1-based, 0: none
         if blocking:  # refused: the units each rate has left follow
-            return int(reply[0]), self.rates[blocking - 1], tuple(int(left) for left in reply[3:])
-        return int(reply[0]), None
+            return delay, self.rates[blocking - 1], tuple(int(left) for left in reply[3:])
+        return (delay, None) if decided == item.timestamp else (delay, None, decided + delay)
 
     async def waiting(self, item: RateItem) -> int:
         if item.weight > self._unstorable:

@@ -209,10 +209,9 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
         # A decision that may wait waits no longer than that for another process's lock either.
         busy_ms = max_delay if record else None
         delay, index, decided, remaining = await self._run(steps, write=record, busy_ms=busy_ms)
-        if record:
-            item.timestamp = decided  # later than its stamp when a trim overtook it
         if index is None:
-            return delay, None
+            # Decided later than its stamp when a trim overtook it: then the verdict says where.
+            return (delay, None) if decided == item.timestamp else (delay, None, decided + delay)
         return (delay, self.rates[index], remaining) if remaining else (delay, self.rates[index])
 
     async def _prepare(self, *, create: bool = True) -> None:
@@ -287,7 +286,7 @@ class AsyncSQLiteBucket(AsyncReservingBucket):
             blocking = 0  # only the pause held it back
         if not record:
             return wait(t, at), blocking, t, ()  # from its own stamp, as in _window
-        # Delays count from the decided time: the item is restamped with it (see _window).
+        # Delays count from the decided time, which the verdict gives when not t (see _window).
         delay = at - start
         bound = horizon(t, self._longest)
         if oldest is not None and oldest <= bound:

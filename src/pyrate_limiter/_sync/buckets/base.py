@@ -81,8 +81,9 @@ class AbstractBucket(ABC):
     def reserve(self, item: RateItem, max_delay: int | None) -> Verdict:
         """Record ``item`` now or, within ``max_delay`` ms, at the earliest time it fits.
 
-        :return: ``(delay, None)`` when recorded at ``item.timestamp + delay``; otherwise
-            ``(wait, rate)``: the wait it needed (``-1``: never) and the rate that refused it.
+        :return: ``(delay, None)`` when recorded at ``item.timestamp + delay`` (ours may say
+            ``(delay, None, at)``: see ``Verdict``); otherwise ``(wait, rate)``: the wait it
+            needed (``-1``: never) and the rate that refused it.
         """
         if item.timestamp >= self._paused and self.put(item):
             return 0, None
