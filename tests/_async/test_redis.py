@@ -248,16 +248,18 @@ async def test_server_time_decides_at_the_servers_clock(client: Any, admin: redi
     verdicts = [await bucket.reserve(item, None) for item in (far_future, far_past)]
     assert not await bucket.put(RateItem("c", T0 * 3))  # the clocks disagree; the server decides
     stamps = []
-    for delay, rate, at in verdicts:  # recorded at once, at the server's time, which they say
-        assert (delay, rate) == (0, None)
+    for item, verdict in zip((far_future, far_past), verdicts, strict=True):
+        assert verdict[:2] == (0, None)  # recorded at once, at the server's time, which it says
+        at = recorded_at(item, verdict)
         assert before <= at <= before + 10_000
         stamps.append(at)
     assert [await bucket.peek(i) for i in (1, 0)] == [RateItem("a", stamps[0]), RateItem("b", stamps[1])]
     assert await bucket.leak(T0 * 5) == 0  # leaks at the server's clock too, not at the one given
-    delay, rate, at = await bucket.reserve(RateItem("d", 0), Duration.MINUTE + 1)
-    assert rate is None
-    assert 0 < delay <= Duration.MINUTE + 1  # the first items free their room a minute and 1 ms on
-    assert at == stamps[0] + Duration.MINUTE + 1 == (await bucket.peek(0) or far_past).timestamp
+    late = RateItem("d", 0)
+    verdict = await bucket.reserve(late, Duration.MINUTE + 1)
+    assert verdict[1] is None
+    assert 0 < verdict[0] <= Duration.MINUTE + 1  # the first items free their room a minute and 1 ms on
+    assert recorded_at(late, verdict) == stamps[0] + Duration.MINUTE + 1 == (await bucket.peek(0) or far_past).timestamp
 
 
 async def test_a_limiter_waits_at_the_servers_clock(client: Any, admin: redis.Redis) -> None:

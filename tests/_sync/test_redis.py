@@ -249,16 +249,18 @@ def test_server_time_decides_at_the_servers_clock(client: Any, admin: redis.Redi
     verdicts = [bucket.reserve(item, None) for item in (far_future, far_past)]
     assert not bucket.put(RateItem("c", T0 * 3))  # the clocks disagree; the server decides
     stamps = []
-    for delay, rate, at in verdicts:  # recorded at once, at the server's time, which they say
-        assert (delay, rate) == (0, None)
+    for item, verdict in zip((far_future, far_past), verdicts, strict=True):
+        assert verdict[:2] == (0, None)  # recorded at once, at the server's time, which it says
+        at = recorded_at(item, verdict)
         assert before <= at <= before + 10_000
         stamps.append(at)
     assert [bucket.peek(i) for i in (1, 0)] == [RateItem("a", stamps[0]), RateItem("b", stamps[1])]
     assert bucket.leak(T0 * 5) == 0  # leaks at the server's clock too, not at the one given
-    delay, rate, at = bucket.reserve(RateItem("d", 0), Duration.MINUTE + 1)
-    assert rate is None
-    assert 0 < delay <= Duration.MINUTE + 1  # the first items free their room a minute and 1 ms on
-    assert at == stamps[0] + Duration.MINUTE + 1 == (bucket.peek(0) or far_past).timestamp
+    late = RateItem("d", 0)
+    verdict = bucket.reserve(late, Duration.MINUTE + 1)
+    assert verdict[1] is None
+    assert 0 < verdict[0] <= Duration.MINUTE + 1  # the first items free their room a minute and 1 ms on
+    assert recorded_at(late, verdict) == stamps[0] + Duration.MINUTE + 1 == (bucket.peek(0) or far_past).timestamp
 
 
 def test_a_limiter_waits_at_the_servers_clock(client: Any, admin: redis.Redis) -> None:
