@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from pyrate_limiter._drivers.postgres import DECIDE, FUNCTIONS, SETUP, SQL, TableSQL, derived_name
+from pyrate_limiter._drivers.postgres_table import DECIDE, FUNCTIONS, SETUP, SQL, TableSQL, derived_name
 
 # Statements the driver and buckets use as they are, not per table.
 FIXED = {"lock", "now", "decide_call"}

@@ -26,7 +26,7 @@ from pyrate_limiter import (
     RateItem,
 )
 from pyrate_limiter._concurrency import AsyncTaskGroup, arun_blocking, asleep
-from pyrate_limiter._drivers.postgres import DECIDE, derived_name
+from pyrate_limiter._drivers.postgres_table import DECIDE, derived_name
 from pyrate_limiter._rate import recorded_at
 
 from ..fake_clock import FakeClock

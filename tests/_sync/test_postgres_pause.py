@@ -12,7 +12,7 @@ import pytest
 from psycopg import sql
 
 from pyrate_limiter import PostgresBucket, Rate, RateItem
-from pyrate_limiter._drivers.postgres import derived_name
+from pyrate_limiter._drivers.postgres_table import derived_name
 
 from .bucket_kinds import POSTGRES_TABLE, close_postgres_pool, open_postgres_pool
 from .test_postgres import T0, marker, rows, unique_key

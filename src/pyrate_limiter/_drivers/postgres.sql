@@ -1,4 +1,4 @@
--- The PostgreSQL bucket's statements and functions, loaded by name (pyrate_limiter/_drivers/postgres.py).
+-- The PostgreSQL bucket's statements and functions, loaded by name (pyrate_limiter/_drivers/postgres_table.py).
 --
 -- Filled in once per table by psycopg.sql, never by str.format: {table} is the table's quoted
 -- identifier; {function}, {trim}, {pause}, {ts_index} and {cum_index} the names derived from it

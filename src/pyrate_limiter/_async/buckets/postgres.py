@@ -1,6 +1,6 @@
 """PostgreSQL buckets shared by processes and machines: each decision is one call of a per-table
 PL/pgSQL function that holds a per-bucket advisory lock, and a clock reading the server's time.
-The SQL and the calls to the pool are in ``_drivers/postgres.py``."""
+The SQL is in ``_drivers/postgres_table.py``, the calls to the pool in ``_drivers/postgres.py``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from ..._batching import AsyncBatcher
-from ..._drivers.postgres import LOCK, NOW, TableSQL, async_driver, integers, items, parse_integers
+from ..._drivers.postgres import async_driver
+from ..._drivers.postgres_table import LOCK, NOW, TableSQL, integers, items, parse_integers
 from ..._rate import RateItem, check_name, check_pause, check_rates
 from ..._window import NEVER, UNSTORABLE, earliest_fit, judged_at, span, wait
 from ..clocks import AsyncAbstractClock
