@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._window import NEVER
+
 if TYPE_CHECKING:
-    from ._rate import Rate, RateItem
+    from ._rate import Rate, RateItem, Verdict
 
 
 class _Refusal(Exception):
@@ -107,6 +109,16 @@ class LimiterDelayException(_Refusal):
             f"Actual delay exceeded allowance: actual={self.actual_delay}, allowed={self.max_delay}\n"
             f"Bucket for item={self.item.name} with Rate {self.rate} is already full"
         )
+
+
+def refusal(item: RateItem, verdict: Verdict, max_delay: int | None) -> Exception:
+    """The exception for a refused item: full (no wait allowed, or never fits), or too long a wait,
+    with the units each rate had left when the bucket can tell."""
+    delay, rate = verdict[0], verdict[1]
+    remaining = verdict[2] if len(verdict) > 2 else None  # a v3-style bucket tells only two
+    if max_delay is None or delay == NEVER:
+        return BucketFullException(item, rate, delay, remaining)
+    return LimiterDelayException(item, rate, delay, max_delay, remaining)
 
 
 class BackendError(Exception):

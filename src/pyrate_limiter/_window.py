@@ -29,13 +29,12 @@ PostgreSQL run the same steps server-side):
 
 from __future__ import annotations
 
-import os
 import threading
-import weakref
 from array import array
 from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING, Any
 
+from ._forking import hold_at_fork
 from ._rate import RateItem
 
 if TYPE_CHECKING:
@@ -386,34 +385,3 @@ class SlidingLog:
             self._total = self._base
             self._newest = _EMPTY
             self._trim_at = _NEVER_TRIM
-
-
-# fork() copies a lock held by another thread as held forever, and the log it guards half
-# changed: the child would hang, or decide from a broken log. Every log's lock is taken just
-# before a fork (each is held only for a decision, never across I/O or a wait) and released
-# after it, in the parent and in the child alike.
-_LOGS: weakref.WeakSet[Any] = weakref.WeakSet()
-_FORKING: list[Any] = []
-
-
-def hold_at_fork(owner: Any) -> None:
-    """Take ``owner._lock`` (a ``threading.Lock`` never held across I/O or a wait) around every fork."""
-    _LOGS.add(owner)
-
-
-def _hold_every_lock() -> None:
-    _FORKING[:] = list(_LOGS)
-    for log in _FORKING:
-        log._lock.acquire()
-
-
-def _release_every_lock() -> None:
-    for log in _FORKING:
-        log._lock.release()
-    _FORKING.clear()
-
-
-if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    os.register_at_fork(
-        before=_hold_every_lock, after_in_parent=_release_every_lock, after_in_child=_release_every_lock
-    )

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _hooks as report
 from .._concurrency import adecorate, ashielded, asleep
-from .._errors import BackendError, BucketFullException, LimiterDelayException
+from .._errors import BackendError, BucketFullException, refusal
 from .._rate import VALID_NAMES, Rate, RateItem, check_name, check_pause, recorded_at
 from .._state import LimitState, limit_state
 from .._window import FOREVER, NEVER
@@ -137,7 +137,7 @@ class AsyncLimiter:
         self._refused(item, rate, verdict[0])
         if not self.raise_when_fail:
             return False
-        raise _refusal(item, verdict, max_delay)
+        raise refusal(item, verdict, max_delay)
 
     async def pause(self, name: str, ms: float) -> int:
         """Admit nothing under ``name`` for ``ms`` from now, for every caller sharing its bucket's
@@ -241,7 +241,7 @@ class AsyncLimiter:
         self._refused(item, rate, verdict[0])
         if not raising:
             return None
-        raise _refusal(item, verdict, max_delay)
+        raise refusal(item, verdict, max_delay)
 
     def as_decorator(self) -> Callable[[Callable[..., Any]], _Wrap]:
         """``limiter.as_decorator()(mapping)(func)``: admit each call of ``func`` first.
@@ -325,7 +325,7 @@ class AsyncLimiter:
                 self._refused(item, rate, verdict[0])
                 if not raising:
                     return False
-                raise _refusal(item, verdict, left)
+                raise refusal(item, verdict, left)
 
     @staticmethod
     async def _paused_past(bucket: AsyncAbstractBucket, reserved: RateItem) -> bool:
@@ -364,16 +364,6 @@ class AsyncLimiter:
         if raising:
             raise BucketFullException(item, bucket.rates[0]) from error
         return False
-
-
-def _refusal(item: RateItem, verdict: Verdict, max_delay: int | None) -> Exception:
-    """The exception for a refused item: full (no wait allowed, or never fits), or too long a wait,
-    with the units each rate had left when the bucket can tell."""
-    delay, rate = verdict[0], verdict[1]
-    remaining = verdict[2] if len(verdict) > 2 else None  # a v3-style bucket tells only two
-    if max_delay is None or delay == NEVER:
-        return BucketFullException(item, rate, delay, remaining)
-    return LimiterDelayException(item, rate, delay, max_delay, remaining)
 
 
 def _check_max_delay(max_delay: float | None) -> int | None:

@@ -6,8 +6,9 @@ import heapq
 import threading
 from typing import TYPE_CHECKING, Any
 
+from ..._forking import hold_at_fork
 from ..._rate import Rate, RateItem, check_pause, check_rates
-from ..._window import SlidingLog, hold_at_fork
+from ..._window import SlidingLog
 from .base import AsyncReservingBucket
 
 if TYPE_CHECKING:
