@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import os
 import random
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
 from pyrate_limiter import AsyncInMemoryBucket, AsyncPostgresBucket, Rate, RateItem
+from pyrate_limiter._rate import recorded_at
 
 from ._async.bucket_kinds import POSTGRES_TABLE, close_postgres_pool, open_postgres_pool
-from ._async.test_postgres import (
-    T0,
+from ._async.test_postgres import T0
+from .postgres_rows import (
     assert_recorded_exactly,
     finish_audit,
     finish_witness,
@@ -23,10 +25,12 @@ from ._async.test_postgres import (
     start_witness,
 )
 
+if TYPE_CHECKING:
+    from pyrate_limiter._rate import Verdict
+
 pytestmark = pytest.mark.anyio
 
 RATES = [Rate(20, 100), Rate(50, 1000)]
-Decision = tuple[int, Rate | None, int]  # delay, refusing rate, the item's stamp after
 
 
 async def test_concurrent_reservations_share_transactions_and_are_decided_in_the_order_made(
@@ -38,13 +42,12 @@ async def test_concurrent_reservations_share_transactions_and_are_decided_in_the
     bucket = AsyncPostgresBucket(pool, POSTGRES_TABLE, RATES, key=key)
     rng = random.Random(3)
     made: list[tuple[RateItem, int | None]] = []  # copies, in the order the bucket was asked
-    answers: dict[int, Decision] = {}
+    answers: dict[int, Verdict] = {}
 
     async def reserve(item: RateItem, max_delay: int | None) -> None:
         position = len(made)
         made.append((RateItem(item.name, item.timestamp, item.weight), max_delay))
-        delay, rate = (await bucket.reserve(item, max_delay))[:2]  # nothing awaited since the append
-        answers[position] = (delay, rate, item.timestamp)
+        answers[position] = await bucket.reserve(item, max_delay)  # nothing awaited since the append
 
     try:
         assert await bucket.count() == 0  # the table exists before the audit
@@ -67,15 +70,13 @@ async def test_concurrent_reservations_share_transactions_and_are_decided_in_the
         await close_postgres_pool(pool)
     # The decisions of one bucket deciding each in turn, in the order they were made.
     reference = AsyncInMemoryBucket(RATES)
-    expected: list[Decision] = []
-    for item, max_delay in made:
-        delay, rate = (await reference.reserve(item, max_delay))[:2]
-        expected.append((delay, rate, item.timestamp))
+    expected = [await reference.reserve(item, max_delay) for item, max_delay in made]
     decided = [answers[position] for position in range(len(made))]
     assert decided == expected
-    pairs = zip(made, decided, strict=True)
-    admitted = [(stamp + delay, item.weight) for (item, _), (delay, rate, stamp) in pairs if rate is None]
-    assert 0 < len(admitted) < len(made)  # some fitted, some did not
-    assert_recorded_exactly(admitted, recorded, stored, mark, RATES)
+    pairs = [(item, verdict) for (item, _), verdict in zip(made, decided, strict=True) if verdict[1] is None]
+    assert 0 < len(pairs) < len(made)  # some fitted, some did not
+    assert_recorded_exactly([(item.timestamp, item.weight) for item, _ in pairs], recorded, stored, mark, RATES)
+    # Each verdict says where its item went, as the server's own witness saw it.
+    assert sorted(recorded) == sorted((recorded_at(item, verdict), item.weight) for item, verdict in pairs)
     # 150 decisions in a few transactions, not one each.
     assert len(transactions) < 20, len(transactions)

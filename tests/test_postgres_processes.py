@@ -13,7 +13,7 @@ from typing import Any
 from psycopg_pool import ConnectionPool
 
 from pyrate_limiter import PostgresBucket, Rate, RateItem
-from tests._async.test_postgres import assert_recorded_exactly, finish_audit, marker, rows, start_audit
+from tests.postgres_rows import assert_recorded_exactly, finish_audit, marker, rows, start_audit
 
 PROCESSES = 4
 THREADS = 8

@@ -1,4 +1,5 @@
-"""The ``create_bucket`` fixture: the conformance suite runs once per bucket kind."""
+"""The ``create_bucket`` fixture: the conformance suite runs once per bucket kind; and ``pool``, one
+on the test PostgreSQL server for the tests of that backend."""
 
 from __future__ import annotations
 
@@ -7,10 +8,13 @@ from typing import TYPE_CHECKING, Protocol
 
 import pytest
 
-from .bucket_kinds import ATOMIC, MAKERS
+from .bucket_kinds import ATOMIC, MAKERS, close_postgres_pool, open_postgres_pool
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from typing import Any
+
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
     from pyrate_limiter import AsyncAbstractBucket, Rate
 
@@ -61,3 +65,11 @@ async def _creating(bucket_kind: str, request: pytest.FixtureRequest) -> AsyncIt
     for bucket in made:
         await bucket.flush()
         await bucket.aclose()
+
+
+@pytest.fixture
+async def pool(request: pytest.FixtureRequest) -> AsyncIterator[AsyncConnectionPool[Any] | ConnectionPool[Any]]:
+    """A pool on the test PostgreSQL server (``open_postgres_pool``), closed after the test."""
+    opened = await open_postgres_pool(request)
+    yield opened
+    await close_postgres_pool(opened)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import random
 import time
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -20,26 +19,26 @@ from pyrate_limiter import (
     Limiter,
     PostgresBucket,
     PostgresClock,
-    BackendError,
     BucketFullException,
     Duration,
     Rate,
     RateItem,
 )
-from pyrate_limiter._concurrency import TaskGroup, run_blocking, sleep
+from pyrate_limiter._concurrency import TaskGroup, run_blocking
 from pyrate_limiter._drivers.postgres_table import DECIDE, derived_name
 from pyrate_limiter._rate import recorded_at
 
-from ..fake_clock import FakeClock
-from ..windows import assert_windows_hold
+from ..postgres_rows import (
+    finish_witness,
+    marker,
+    rows,
+    start_witness,
+)
 from .bucket_kinds import POSTGRES_TABLE, close_postgres_pool, open_postgres_pool
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from psycopg_pool import ConnectionPool
 
-    from tests.servers import PostgresServer
 
 T0 = 1_700_000_000_000
 HOSTILE_NAMES = ["'); DROP TABLE users; --", 'quote " and \\ backslash', "$$ $body$ %s %(x)s {table}", "日本語 ünïcode"]
@@ -47,119 +46,6 @@ HOSTILE_NAMES = ["'); DROP TABLE users; --", 'quote " and \\ backslash', "$$ $bo
 
 def unique_key() -> str:
     return f"key-{os.urandom(6).hex()}"
-
-
-@pytest.fixture
-def pool(request: pytest.FixtureRequest) -> Iterator[ConnectionPool[Any] | ConnectionPool[Any]]:
-    opened = open_postgres_pool(request)
-    yield opened
-    close_postgres_pool(opened)
-
-
-def rows(dsn: str, table: str, key: str) -> list[tuple[Any, ...]]:
-    """The stored items of one bucket, oldest first, read behind the bucket's back."""
-    query = "SELECT name, ts, weight, cum FROM {} WHERE bucket = %s AND ts IS NOT NULL ORDER BY cum"
-    return _read(dsn, table, query, key)
-
-
-def marker(dsn: str, table: str, key: str) -> tuple[Any, ...] | None:
-    """The bucket's marker row (no name, no ts), as ``(newest trimmed stamp, weight trimmed, oldest item)``."""
-    found = _read(dsn, table, "SELECT weight, cum, oldest FROM {} WHERE bucket = %s AND ts IS NULL", key)
-    assert len(found) <= 1
-    return found[0] if found else None
-
-
-def _read(dsn: str, table: str, query: str, key: str) -> list[tuple[Any, ...]]:
-    # "%" in a quoted identifier still reads as a placeholder when parameters are passed.
-    escaped = sql.SQL(sql.Identifier(table).as_string(None).replace("%", "%%"))
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(sql.SQL(query).format(escaped), [key]).fetchall()
-
-
-def _start_trigger(dsn: str, table: str, key: str, kind: str, columns: str, values: str) -> str:
-    """A table ``kind`` + random suffix, and an insert trigger filling it with ``values`` for each
-    item row of bucket ``key``, in the inserting transaction; return the table's name."""
-    made = f"pyrate {kind} {os.urandom(6).hex()}"
-    names = {"t": sql.Identifier(made), "table": sql.Identifier(table), "function": sql.Identifier(made + " f")}
-    body = sql.SQL(
-        "BEGIN IF NEW.bucket = {key} AND NEW.name IS NOT NULL THEN INSERT INTO {t} VALUES (" + values + ");"
-        " END IF; RETURN NULL; END"
-    ).format(key=sql.Literal(key), **names)
-    with psycopg.connect(dsn, autocommit=True) as conn:  # no parameters: "%" in names stays as is
-        conn.execute(sql.SQL("CREATE TABLE {t} (" + columns + ")").format(**names))
-        conn.execute(
-            sql.SQL("CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS {body}").format(
-                body=sql.Literal(body.as_string(conn)), **names
-            )
-        )
-        conn.execute(
-            sql.SQL("CREATE TRIGGER {t} AFTER INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION {function}()").format(
-                **names
-            )
-        )
-    return made
-
-
-def _finish_trigger(dsn: str, table: str, made: str) -> list[tuple[Any, ...]]:
-    """The rows ``_start_trigger``'s table got; the table, its trigger and its function are removed."""
-    names = {"t": sql.Identifier(made), "table": sql.Identifier(table), "function": sql.Identifier(made + " f")}
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        got = conn.execute(sql.SQL("SELECT * FROM {t}").format(**names)).fetchall()
-        conn.execute(sql.SQL("DROP TRIGGER {t} ON {table}").format(**names))
-        conn.execute(sql.SQL("DROP FUNCTION {function}()").format(**names))
-        conn.execute(sql.SQL("DROP TABLE {t}").format(**names))
-    return got
-
-
-def start_audit(dsn: str, table: str, key: str) -> str:
-    """Copy each item row bucket ``key`` records (at its recorded time) into a new table; return its name.
-
-    A late item is recorded later than its stamp, which the bucket does not report: a trigger, in
-    the decision's own transaction, is the only witness of where each item went.
-    """
-    return _start_trigger(dsn, table, key, "audit", "ts bigint NOT NULL, weight bigint NOT NULL", "NEW.ts, NEW.weight")
-
-
-def finish_audit(dsn: str, table: str, audit: str) -> list[tuple[int, int]]:
-    """The ``(ts, weight)`` recorded since ``start_audit``; the audit is removed."""
-    return [(int(ts), int(weight)) for ts, weight in _finish_trigger(dsn, table, audit)]
-
-
-def start_witness(dsn: str, table: str, key: str) -> str:
-    """Record, for each item row bucket ``key`` inserts, its transaction and the ``synchronous_commit``
-    it commits with, from inside that transaction; return the witness table's name."""
-    columns, values = (
-        "xid bigint NOT NULL, setting text NOT NULL",
-        "txid_current(), current_setting('synchronous_commit')",
-    )
-    return _start_trigger(dsn, table, key, "witness", columns, values)
-
-
-def finish_witness(dsn: str, table: str, witness: str) -> list[tuple[int, str]]:
-    """The ``(transaction, synchronous_commit)`` of each item recorded since ``start_witness``; the witness goes."""
-    return [(int(xid), str(setting)) for xid, setting in _finish_trigger(dsn, table, witness)]
-
-
-def assert_recorded_exactly(
-    admitted: list[tuple[int, int]],
-    recorded: list[tuple[int, int]],
-    stored: list[tuple[Any, ...]],
-    mark: tuple[Any, ...] | None,
-    rates: list[Rate],
-) -> None:
-    """Where the admitted ``(stamp, weight)`` were ``recorded``, no window exceeds its rate; ``stored``
-    (the bucket's items) holds every recorded item the last trim left and nothing else; ``mark`` (the
-    bucket's marker) knows the oldest of them."""
-    assert_windows_hold(recorded, rates)
-    assert Counter(weight for _, weight in recorded) == Counter(weight for _, weight in admitted)
-    # Each item is recorded at or after its stamp (later when a trim overtook it).
-    assert all(at >= stamp for at, stamp in zip(sorted(recorded), sorted(admitted), strict=True))
-    trimmed_up_to = -1 if mark is None or mark[0] is None else mark[0]
-    kept = Counter(entry for entry in recorded if entry[0] > trimmed_up_to)
-    assert Counter((row[1], row[2]) for row in stored) == kept
-    if stored:  # the marker's oldest may be earlier than the oldest item (after a release), never later
-        assert mark is not None
-        assert mark[2] <= min(row[1] for row in stored)
 
 
 def exercise(bucket: PostgresBucket, reference: InMemoryBucket, *, seed: int, steps: int) -> None:
@@ -386,162 +272,6 @@ def run_on_pool(pool: ConnectionPool[Any] | ConnectionPool[Any], query: str) -> 
     return run_blocking(blocking)
 
 
-def test_a_held_bucket_lock_is_waited_for_no_longer_than_max_delay(
-    pool: ConnectionPool[Any] | ConnectionPool[Any], postgres_dsn: str
-) -> None:
-    bucket = PostgresBucket(pool, POSTGRES_TABLE, [Rate(5, Duration.MINUTE)], key=unique_key())
-    assert bucket.count() == 0  # the table and the function exist before the lock is taken
-    limiter = Limiter(bucket, clock=FakeClock())
-    with psycopg.connect(postgres_dsn) as holder:
-        holder.execute("SELECT pg_advisory_xact_lock(%s::bigint)", [bucket.lock_key])
-        started = time.monotonic()
-        with pytest.raises(BackendError, match="LockNotAvailable") as refused:
-            limiter.try_acquire("k", max_delay=300)
-        assert refused.value.recorded is False  # the server answered ERROR: its transaction rolled back
-        waited = time.monotonic() - started
-        holder.rollback()
-    # The server waited its lock_timeout: max_delay, raised to LOCK_WAIT_MIN (1 s); without one, the
-    # call would wait for the holder.
-    assert 1.0 <= waited < 5  # and not the 5 s a call without max_delay waits (LOCK_TIMEOUT)
-    assert bucket.count() == 0
-    assert limiter.try_acquire("k")
-    bucket.flush()
-
-
-def test_a_held_bucket_lock_makes_only_that_bucket_wait(
-    request: pytest.FixtureRequest, postgres_dsn: str
-) -> None:
-    # lock_timeout only guards against a hang if the bucket never got its lock: the test waits on events.
-    pool = open_postgres_pool(request, kwargs={"options": "-c lock_timeout=20000"})
-    try:
-        rates = [Rate(5, Duration.MINUTE)]
-        held = PostgresBucket(pool, POSTGRES_TABLE, rates, key=unique_key())
-        free = PostgresBucket(pool, POSTGRES_TABLE, rates, key=unique_key())
-        assert held.count() == 0  # the table exists before the lock is taken
-        results: list[bool] = []
-
-        def blocked() -> None:
-            results.append(held.put(RateItem("k", T0)))
-
-        with psycopg.connect(postgres_dsn) as holder:
-            holder.execute("SELECT pg_advisory_xact_lock(%s::bigint)", [held.lock_key])
-            with TaskGroup() as tasks:
-                tasks.start_soon(blocked)
-                wait_for_lock_waiters(holder, held.lock_key)
-                # The other bucket decides while this one's decision waits for its lock.
-                assert free.put(RateItem("k", T0))
-                assert free.count() == 1
-                assert results == []
-                holder.rollback()  # the waiting decision proceeds: it never reads as a full bucket
-        assert results == [True]
-        assert held.count() == 1
-        held.flush()
-        free.flush()
-    finally:
-        close_postgres_pool(pool)
-
-
-def wait_for_lock_waiters(conn: psycopg.Connection[Any], lock_key: int) -> int:
-    """Return the server pid of the session waiting for the advisory lock ``lock_key``, once it waits."""
-    # pg_locks splits a bigint advisory key into classid (high 32 bits) and objid (low 32 bits).
-    query = (
-        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-        " AND classid::bigint = (%(key)s::bigint >> 32) & 4294967295 AND objid::bigint = %(key)s::bigint & 4294967295"
-    )
-    deadline = time.monotonic() + 15
-    while (waiter := conn.execute(query, {"key": lock_key}).fetchone()) is None:
-        assert time.monotonic() < deadline, "the bucket never waited for its lock"
-        sleep(0.005)
-    return int(waiter[0])
-
-
-def test_a_connection_lost_mid_decision_raises_and_records_nothing(
-    request: pytest.FixtureRequest, postgres_dsn: str
-) -> None:
-    pool = open_postgres_pool(request, kwargs={"options": "-c lock_timeout=20000"})
-    try:
-        bucket = PostgresBucket(pool, POSTGRES_TABLE, [Rate(5, Duration.MINUTE)], key=unique_key())
-        assert bucket.count() == 0
-        errors: list[BackendError] = []
-
-        def doomed() -> None:
-            try:
-                bucket.put(RateItem("k", T0))
-            except BackendError as error:
-                errors.append(error)
-
-        with psycopg.connect(postgres_dsn) as holder:
-            holder.execute("SELECT pg_advisory_xact_lock(%s::bigint)", [bucket.lock_key])
-            with TaskGroup() as tasks:
-                tasks.start_soon(doomed)
-                # The decision is inside the server, waiting for its lock, when its connection dies.
-                waiter = wait_for_lock_waiters(holder, bucket.lock_key)
-                holder.execute("SELECT pg_terminate_backend(%s)", [waiter])
-            holder.rollback()
-        assert len(errors) == 1
-        assert f"PostgreSQL backend of PostgresBucket (table {POSTGRES_TABLE!r}, key {bucket.key!r}) failed" in str(
-            errors[0]
-        )
-        assert f"{type(errors[0].__cause__).__name__}: " in str(errors[0])  # the driver's own words follow
-        assert isinstance(errors[0].__cause__, psycopg.OperationalError)
-        assert errors[0].recorded is None  # a FATAL may follow a commit: the client cannot know
-        assert bucket.count() == 0
-        assert bucket.put(RateItem("k", T0))
-        bucket.flush()
-    finally:
-        close_postgres_pool(pool)
-
-
-def test_decisions_whose_connection_dies_are_recorded_once_or_reported_unknown(
-    request: pytest.FixtureRequest, postgres_dsn: str
-) -> None:
-    # Backends killed at random points of their decisions (deciding, committing, answering).
-    app = f"pyrate doomed {os.urandom(4).hex()}"
-    pool = open_postgres_pool(request, check=True, kwargs={"application_name": app})
-    try:
-        bucket = PostgresBucket(pool, POSTGRES_TABLE, [Rate(10**9, Duration.HOUR)], key=unique_key())
-        assert bucket.count() == 0
-        admitted: list[str] = []
-        unknown: list[str] = []
-        refused: list[str] = []
-        names = iter(range(10**9))
-        stopping = False
-
-        def traffic() -> None:
-            while not stopping:
-                i = next(names)
-                try:
-                    assert bucket.put(RateItem(f"n{i}", T0 + i))
-                    admitted.append(f"n{i}")
-                except BackendError as error:
-                    (unknown if error.recorded is None else refused).append(f"n{i}")
-                    sleep(0.005)
-
-        with psycopg.connect(postgres_dsn, autocommit=True) as killer:
-            with TaskGroup() as tasks:
-                for _ in range(3):
-                    tasks.start_soon(traffic)
-                deadline, served = time.monotonic() + 60, -1
-                while len(unknown) + len(refused) < 5 or len(admitted) < 30:
-                    assert time.monotonic() < deadline, (len(admitted), len(unknown), len(refused))
-                    if len(admitted) != served:  # once the pool has served again since the last kill
-                        served = len(admitted)
-                        killer.execute(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
-                            [app],
-                        )
-                    sleep(random.uniform(0.02, 0.1))  # time for the pool to reconnect
-                stopping = True
-        stored = [row[0] for row in rows(postgres_dsn, POSTGRES_TABLE, bucket.key)]
-        assert len(stored) == len(set(stored))  # nothing is ever sent, hence recorded, twice
-        assert set(admitted) <= set(stored)
-        assert set(stored) - set(admitted) <= set(unknown)  # what counts without an answer was reported unknown
-        assert not set(refused) & set(stored)
-        bucket.flush()
-    finally:
-        close_postgres_pool(pool)
-
-
 @pytest.mark.parametrize(
     "table", ['x"; DROP TABLE users; --', "$$ $body$ ' %s {}", "Ünï 表 MiXeD", "pg_catalog.pg_class", "t" * 63]
 )
@@ -597,61 +327,6 @@ def test_concurrent_first_use_creates_the_table_once(
     with psycopg.connect(postgres_dsn) as conn:
         indexes = conn.execute("SELECT count(*) FROM pg_indexes WHERE tablename = %s", [table]).fetchone()
     assert indexes == (2,)
-
-
-def test_server_restart_gives_clear_errors_then_correct_decisions(
-    request: pytest.FixtureRequest, postgres_handle: PostgresServer
-) -> None:
-    rates = [Rate(4, 50)]
-    # check: a pool that tests connections replaces the ones the restart broke before using them.
-    pool = open_postgres_pool(request, check=True, timeout=0.5)
-    key = unique_key()
-    bucket = PostgresBucket(pool, POSTGRES_TABLE, rates, key=key)
-    clock = PostgresClock(pool)
-    assert bucket.count() == 0  # the table exists before the audit
-    audit = start_audit(postgres_handle.dsn, POSTGRES_TABLE, key)
-    admitted: list[tuple[int, int]] = []
-    errors: list[BackendError] = []
-    stopping = False
-
-    def traffic() -> None:
-        while not stopping:
-            item = RateItem("k", int(time.time() * 1000))
-            try:
-                if bucket.put(item):
-                    admitted.append((item.timestamp, item.weight))
-            except BackendError as error:
-                errors.append(error)
-            sleep(0.002)
-
-    def until(condition: Any, what: str) -> None:
-        deadline = time.monotonic() + 20
-        while not condition():
-            assert time.monotonic() < deadline, what
-            sleep(0.01)
-
-    try:
-        with TaskGroup() as tasks:
-            for _ in range(4):
-                tasks.start_soon(traffic)
-            until(lambda: len(admitted) >= 10, "no traffic admitted")
-            run_blocking(postgres_handle.stop)
-            until(lambda: len(errors) >= 4, "no errors while the server is down")
-            with pytest.raises(BackendError, match="PostgreSQL backend of PostgresClock failed"):
-                clock.now()
-            down = len(admitted)
-            run_blocking(postgres_handle.start)
-            until(lambda: len(admitted) >= down + 10, "no traffic admitted after the restart")
-            stopping = True
-    finally:
-        stopping = True
-        close_postgres_pool(pool)
-    assert all("PostgreSQL backend of PostgresBucket (table " in str(error) for error in errors)
-    assert all(isinstance(error.__cause__, psycopg.Error) for error in errors)
-    # Nothing recorded that was not admitted, no window over its rates, nothing admitted lost.
-    recorded = finish_audit(postgres_handle.dsn, POSTGRES_TABLE, audit)
-    stored, mark = rows(postgres_handle.dsn, POSTGRES_TABLE, key), marker(postgres_handle.dsn, POSTGRES_TABLE, key)
-    assert_recorded_exactly(admitted, recorded, stored, mark, rates)
 
 
 def test_server_clock_is_epoch_ms_whatever_the_session_time_zone(request: pytest.FixtureRequest) -> None:
