@@ -129,6 +129,18 @@ def check_pause(name: Any, until: Any) -> None:
         raise ValueError(f"a pause ends at a timestamp from 0 to 2**62 ms, got {until}")
 
 
+def check_weight(weight: Any) -> None:
+    """Refuse a weight that is not a whole number of units: an ``int`` (not a ``bool``) ``>= 0``.
+
+    :raises TypeError: not an ``int``.
+    :raises ValueError: negative.
+    """
+    if type(weight) is not int:
+        raise TypeError(f"weight must be an int, got {weight!r}")
+    if weight < 0:
+        raise ValueError(f"weight must be >= 0, got {weight}")
+
+
 def check_name(name: Any) -> None:
     """Refuse a name some backend could not keep: every one of them takes exactly these.
 

@@ -28,6 +28,8 @@ async def test_a_malformed_weight_is_refused_before_anything_is_recorded(
     limiter = AsyncLimiter(bucket, clock=FakeClock())
     with pytest.raises(error, match=message):
         await limiter.try_acquire("k", weight=weight)
+    with pytest.raises(error, match=message):  # the bucket's own put, as v3 code calls it
+        await bucket.put(RateItem("k", T0, weight))
     assert await bucket.count() == 0
 
 

@@ -29,6 +29,8 @@ def test_a_malformed_weight_is_refused_before_anything_is_recorded(
     limiter = Limiter(bucket, clock=FakeClock())
     with pytest.raises(error, match=message):
         limiter.try_acquire("k", weight=weight)
+    with pytest.raises(error, match=message):  # the bucket's own put, as v3 code calls it
+        bucket.put(RateItem("k", T0, weight))
     assert bucket.count() == 0
 
 

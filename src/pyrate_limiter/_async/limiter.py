@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _hooks as report
 from .._concurrency import adecorate, ashielded, asleep
 from .._errors import BackendError, BucketFullException, refusal
-from .._rate import VALID_NAMES, Rate, RateItem, check_name, check_pause, recorded_at
+from .._rate import VALID_NAMES, Rate, RateItem, check_name, check_pause, check_weight, recorded_at
 from .._state import LimitState, limit_state
 from .._window import FOREVER, NEVER
 from .buckets.base import AsyncAbstractBucket
@@ -109,10 +109,8 @@ class AsyncLimiter:
             known = False
         if not known:
             check_name(name)
-        if type(weight) is not int:
-            raise TypeError(f"weight must be an int, got {weight!r}")
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0, got {weight}")
+        if type(weight) is not int or weight < 0:
+            check_weight(weight)
         if max_delay is _LIMITER_DEFAULT:
             max_delay = self.max_delay
         elif max_delay is not None:
@@ -188,7 +186,7 @@ class AsyncLimiter:
         if not known:
             check_name(name)
         if type(weight) is not int or weight < 0:
-            raise (TypeError if type(weight) is not int else ValueError)(f"weight must be an int >= 0, got {weight!r}")
+            check_weight(weight)
         item, bucket = await self._route(name, weight)
         wait, usage = await bucket.state(item)
         return limit_state(wait, usage)
@@ -224,10 +222,8 @@ class AsyncLimiter:
         admitted by ``on_backend_error`` alone; ``None`` when refused and not ``raising``."""
         # try_acquire's first steps, written out there too: its hot path spends no call on sharing them.
         check_name(name)
-        if type(weight) is not int:
-            raise TypeError(f"weight must be an int, got {weight!r}")
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0, got {weight}")
+        if type(weight) is not int or weight < 0:
+            check_weight(weight)
         max_delay = self.max_delay if max_delay is _LIMITER_DEFAULT else _check_max_delay(max_delay)
         item, bucket = await self._route(name, weight)
         try:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _hooks as report
 from .._concurrency import decorate, shielded, sleep
 from .._errors import BackendError, BucketFullException, refusal
-from .._rate import VALID_NAMES, Rate, RateItem, check_name, check_pause, recorded_at
+from .._rate import VALID_NAMES, Rate, RateItem, check_name, check_pause, check_weight, recorded_at
 from .._state import LimitState, limit_state
 from .._window import FOREVER, NEVER
 from .buckets.base import AbstractBucket
@@ -110,10 +110,8 @@ class Limiter:
             known = False
         if not known:
             check_name(name)
-        if type(weight) is not int:
-            raise TypeError(f"weight must be an int, got {weight!r}")
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0, got {weight}")
+        if type(weight) is not int or weight < 0:
+            check_weight(weight)
         if max_delay is _LIMITER_DEFAULT:
             max_delay = self.max_delay
         elif max_delay is not None:
@@ -189,7 +187,7 @@ class Limiter:
         if not known:
             check_name(name)
         if type(weight) is not int or weight < 0:
-            raise (TypeError if type(weight) is not int else ValueError)(f"weight must be an int >= 0, got {weight!r}")
+            check_weight(weight)
         item, bucket = self._route(name, weight)
         wait, usage = bucket.state(item)
         return limit_state(wait, usage)
@@ -225,10 +223,8 @@ class Limiter:
         admitted by ``on_backend_error`` alone; ``None`` when refused and not ``raising``."""
         # try_acquire's first steps, written out there too: its hot path spends no call on sharing them.
         check_name(name)
-        if type(weight) is not int:
-            raise TypeError(f"weight must be an int, got {weight!r}")
-        if weight < 0:
-            raise ValueError(f"weight must be >= 0, got {weight}")
+        if type(weight) is not int or weight < 0:
+            check_weight(weight)
         max_delay = self.max_delay if max_delay is _LIMITER_DEFAULT else _check_max_delay(max_delay)
         item, bucket = self._route(name, weight)
         try:

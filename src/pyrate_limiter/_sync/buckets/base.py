@@ -6,7 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
-from ..._rate import RateItem, check_name, check_pause
+from ..._rate import RateItem, check_name, check_pause, check_weight
 from ..._window import NEVER, span
 
 if TYPE_CHECKING:
@@ -130,6 +130,8 @@ class ReservingBucket(AbstractBucket):
         """Record ``item`` now or, within ``max_delay`` ms, at the earliest time it fits (see the base)."""
 
     def put(self, item: RateItem) -> bool:
-        check_name(item.name)  # the names every backend takes, the same on each
+        check_name(item.name)  # the names and weights every backend takes, the same on each
+        if type(item.weight) is not int or item.weight < 0:
+            check_weight(item.weight)
         self.failing_rate = (self.reserve(item, None))[1]
         return self.failing_rate is None
