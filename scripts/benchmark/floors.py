@@ -26,6 +26,7 @@ FLOORS = {
     "sqlite": ["floor: SQLite BEGIN IMMEDIATE/INSERT/COMMIT"],
     "postgres": ["floor: PostgreSQL one-statement txn"],
     "postgres tasks": ["floor: PostgreSQL one-statement txn, 100 tasks"],
+    "redis tasks": ["floor: Redis EVALSHA, one ZADD, 100 tasks"],
 }
 """Each floor's rows; a scenario's floor is their sum (in memory: the lock plus the clock read)."""
 
@@ -137,3 +138,32 @@ async def postgres_tasks_floor(dsn: str, tasks: int, seconds: float) -> list[Row
         finally:
             async with pool.connection() as conn:
                 await conn.execute(f"DROP TABLE {table}")
+
+
+def floor_redis_tasks(_pl: Any, p: Row) -> list[Row]:
+    """100 asyncio tasks, each sending the Redis floor's one ``EVALSHA`` on one ``redis.asyncio``
+    client: the round trips a limiter making one script call per decision cannot beat at that
+    concurrency."""
+    return asyncio.run(redis_tasks_floor(p["redis_url"], 100, p["seconds"]))
+
+
+async def redis_tasks_floor(url: str, tasks: int, seconds: float) -> list[Row]:
+    """The Redis tasks floor's row, measured in the running event loop, on a client as the
+    scenario's (up to 200 connections)."""
+    import redis.asyncio
+
+    key, scores = unique("benchfloor"), itertools.count()
+    client = redis.asyncio.Redis.from_url(url, max_connections=200)
+    try:
+        sha = await client.script_load("return redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])")
+
+        async def add(_name: str) -> None:
+            score = next(scores)
+            await client.evalsha(sha, 1, key, score, score)
+
+        try:
+            return [await ameasure(add, tasks, seconds, "asyncio", cpu=False)]
+        finally:
+            await client.delete(key)
+    finally:
+        await client.aclose()

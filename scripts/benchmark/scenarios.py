@@ -14,7 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .floors import postgres_tasks_floor, redis_floor_call
+from .floors import postgres_tasks_floor, redis_floor_call, redis_tasks_floor
 from .limiters import async_limiter, big, build, ours, per_key_factory, three
 from .measure import ameasure, interleaved, measure, ns, run_loop, unique
 
@@ -157,8 +157,9 @@ def sc_async(pl: Any, p: Row) -> list[Row]:
     """``tasks`` concurrent acquirers on an async limiter, in memory, on Redis or on PostgreSQL.
 
     PostgreSQL: ours on an async pool of 4; upstream's bucket is sync only, behind
-    ``BucketAsyncWrapper``. Its second row is the first's ops/s over the ops/s of the tasks floor
-    (``floors.floor_postgres_tasks``), measured right after in the same loop.
+    ``BucketAsyncWrapper``. On Redis and PostgreSQL the second row is the first's ops/s over the
+    ops/s of the tasks floor (``floors.floor_redis_tasks``, ``floors.floor_postgres_tasks``),
+    measured right after in the same loop.
     """
     if p["backend"] == "postgres":
         return run_loop(p["loop"], functools.partial(postgres_async, pl, p))
@@ -179,7 +180,11 @@ def sc_async(pl: Any, p: Row) -> list[Row]:
             if hasattr(limiter, "__aenter__"):
                 await stack.enter_async_context(limiter)
             await limiter.try_acquire("k")
-            return [await ameasure(limiter.try_acquire, p["tasks"], p["seconds"], p["loop"], p["backend"] == "memory")]
+            row = await ameasure(limiter.try_acquire, p["tasks"], p["seconds"], p["loop"], p["backend"] == "memory")
+        if p["backend"] == "memory" or p["tasks"] == 1:  # one task: its x floor column judges it
+            return [row]
+        (floor,) = await redis_tasks_floor(p["redis_url"], p["tasks"], p["seconds"] / 2)
+        return [row, {"value": row["ops"] / floor["ops"], "unit": "x", "extra": "ops/s over the tasks floor's"}]
 
     return run_loop(p["loop"], main)
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .accuracy import sc_accuracy
 from .curve_points import pt_entries, pt_keys, pt_tasks, pt_threads, pt_weight
 from .decisions import sc_per_key_memory, sc_reserve, sc_state
-from .floors import floor_memory, floor_postgres, floor_postgres_tasks, floor_redis, floor_sqlite
+from .floors import floor_memory, floor_postgres, floor_postgres_tasks, floor_redis, floor_redis_tasks, floor_sqlite
 from .scenarios import (
     sc_acquire,
     sc_async,
@@ -61,6 +61,7 @@ SCENARIOS: dict[str, Callable[[Any, Row], list[Row]]] = {
     "curve threads": pt_threads,
     "curve weight": pt_weight,
     "floor postgres tasks": floor_postgres_tasks,
+    "floor redis tasks": floor_redis_tasks,
 }
 
 
