@@ -16,6 +16,11 @@ if TYPE_CHECKING:
     from pyrate_limiter import Rate
 
 
+def unique_key() -> str:
+    """A bucket key no other test uses, so tests sharing the table never meet."""
+    return f"key-{os.urandom(6).hex()}"
+
+
 def rows(dsn: str, table: str, key: str) -> list[tuple[Any, ...]]:
     """The stored items of one bucket, oldest first, read behind the bucket's back."""
     query = "SELECT name, ts, weight, cum FROM {} WHERE bucket = %s AND ts IS NOT NULL ORDER BY cum"

@@ -14,7 +14,7 @@ from pyrate_limiter import AsyncInMemoryBucket, AsyncPostgresBucket, Rate, RateI
 from pyrate_limiter._rate import recorded_at
 
 from ._async.bucket_kinds import POSTGRES_TABLE, close_postgres_pool, open_postgres_pool
-from ._async.test_postgres import T0
+from .fake_clock import T0
 from .postgres_rows import (
     assert_recorded_exactly,
     finish_audit,

@@ -27,11 +27,13 @@ from pyrate_limiter._concurrency import AsyncTaskGroup, arun_blocking
 from pyrate_limiter._drivers.postgres_table import DECIDE, derived_name
 from pyrate_limiter._rate import recorded_at
 
+from ..fake_clock import T0
 from ..postgres_rows import (
     finish_witness,
     marker,
     rows,
     start_witness,
+    unique_key,
 )
 from .bucket_kinds import POSTGRES_TABLE, close_postgres_pool, open_postgres_pool
 
@@ -39,12 +41,7 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
 
-T0 = 1_700_000_000_000
 HOSTILE_NAMES = ["'); DROP TABLE users; --", 'quote " and \\ backslash', "$$ $body$ %s %(x)s {table}", "日本語 ünïcode"]
-
-
-def unique_key() -> str:
-    return f"key-{os.urandom(6).hex()}"
 
 
 async def exercise(bucket: AsyncPostgresBucket, reference: AsyncInMemoryBucket, *, seed: int, steps: int) -> None:

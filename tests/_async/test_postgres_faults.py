@@ -23,16 +23,16 @@ from pyrate_limiter import (
 )
 from pyrate_limiter._concurrency import AsyncTaskGroup, arun_blocking, asleep
 
-from ..fake_clock import FakeClock
+from ..fake_clock import T0, FakeClock
 from ..postgres_rows import (
     assert_recorded_exactly,
     finish_audit,
     marker,
     rows,
     start_audit,
+    unique_key,
 )
 from .bucket_kinds import POSTGRES_TABLE, close_postgres_pool, open_postgres_pool
-from .test_postgres import T0, unique_key
 
 if TYPE_CHECKING:
     from psycopg_pool import AsyncConnectionPool, ConnectionPool

@@ -14,9 +14,9 @@ from psycopg import sql
 from pyrate_limiter import PostgresBucket, Rate, RateItem
 from pyrate_limiter._drivers.postgres_table import derived_name
 
-from ..postgres_rows import marker, rows
+from ..fake_clock import T0
+from ..postgres_rows import marker, rows, unique_key
 from .bucket_kinds import POSTGRES_TABLE, close_postgres_pool, open_postgres_pool
-from .test_postgres import T0, unique_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
