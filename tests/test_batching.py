@@ -117,6 +117,54 @@ async def test_a_cancelled_leader_still_answers_the_others() -> None:
     assert {r: answers[r] for r in range(3) if r != leader} == {r: 2 * r for r in range(3) if r != leader}
 
 
+async def test_a_leader_cancelled_while_others_join_still_sends_their_batch() -> None:
+    server = Server()
+    server.go_on.set()
+    batcher = AsyncBatcher(server.send)
+    scopes: dict[int, anyio.CancelScope] = {}
+    order: list[int] = []
+    answers: dict[int, int] = {}
+
+    async def ask(r: int) -> None:
+        with anyio.CancelScope() as scope:
+            scopes[r] = scope
+            if order:  # the first one leads, still letting the tasks that are ready join: cancel it now
+                scopes[order[0]].cancel()
+            order.append(r)
+            answers[r] = await batcher.submit(r)
+
+    async with anyio.create_task_group() as tasks:
+        for r in range(2):
+            tasks.start_soon(ask, r)
+    leader, joiner = order
+    assert server.batches == [[leader, joiner]]
+    assert answers == {joiner: 2 * joiner}
+
+
+async def test_a_lone_caller_cancelled_during_its_call_is_cancelled_at_once() -> None:
+    server = Server()  # never answers until told
+    batcher = AsyncBatcher(server.send)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(batcher.submit, 1)
+            await server.reached.wait()
+            tasks.cancel_scope.cancel()  # no one else waits for its call: nothing holds it
+    server.go_on.set()
+    assert await batcher.submit(2) == 4  # the batcher is not left holding a closed batch
+    assert server.batches == [[1], [2]]
+
+
+async def test_a_lone_caller_cancelled_before_its_call_sends_nothing() -> None:
+    server = Server()
+    server.go_on.set()
+    batcher = AsyncBatcher(server.send)
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await batcher.submit(1)
+    assert server.batches == []
+    assert await batcher.submit(2) == 4
+
+
 async def test_concurrent_redis_acquires_share_round_trips_and_keep_every_window(
     redis_url: str, native_async_driver: bool
 ) -> None:

@@ -39,9 +39,9 @@ class AsyncBatcher:
     The first caller leads a batch: it lets the other tasks that are ready run once (they
     join), closes the batch and sends it; each caller then gets its own reply, in the order
     the requests were made. No lock is held while a batch is in flight: later callers start the
-    next one at once. A leader that is cancelled still sends its batch, for the others' sake;
-    a cancelled caller's request may still be decided, as when a call is cancelled after it was
-    sent.
+    next one at once. A leader that others joined sends its batch even when cancelled, for their
+    sake; a leader left alone is cancelled as a plain call is. Either way a cancelled caller's
+    request may still be decided, as when a call is cancelled after it was sent.
 
     :param limit: most requests in one batch, so one call never holds the server for long.
     """
@@ -63,7 +63,19 @@ class AsyncBatcher:
         index = len(batch.requests)
         batch.requests.append(request)
         if leading:
-            await ashielded(self._lead, batch)
+            try:
+                await anyio.lowlevel.checkpoint()  # the tasks ready to make a request now join this batch
+            except BaseException:  # cancelled: a batch that others joined still goes
+                self._close(batch)
+                if batch.done is not None:
+                    await ashielded(self._deliver, batch)
+                raise
+            self._close(batch)
+            if batch.done is None:
+                # Alone: no one else waits for this call, so it needs no shield (a shield costs
+                # more than the rest of the batcher on a lone caller's every call).
+                return (await self._send(batch.requests))[0]
+            await ashielded(self._deliver, batch)
         else:
             assert batch.done is not None
             await batch.done.wait()
@@ -71,17 +83,19 @@ class AsyncBatcher:
             raise batch.error
         return batch.replies[index]
 
-    async def _lead(self, batch: _Batch) -> None:
-        await anyio.lowlevel.checkpoint()  # the tasks ready to make a request now join this batch
+    def _close(self, batch: _Batch) -> None:
         if self._open is batch:
             self._open = None  # closed: nobody joins a batch in flight
+
+    async def _deliver(self, batch: _Batch) -> None:
+        """Send a batch that others joined and wake them, whatever the call does."""
         try:
             batch.replies = await self._send(batch.requests)
         except BaseException as error:  # every caller of the batch raises it
             batch.error = error
         finally:
-            if batch.done is not None:
-                batch.done.set()
+            assert batch.done is not None
+            batch.done.set()
 
 
 class Batcher:
