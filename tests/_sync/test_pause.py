@@ -28,6 +28,7 @@ from ..fake_clock import T0, FakeClock
 from .recording import acquire, recording_limiter
 
 if TYPE_CHECKING:
+    from pyrate_limiter import Reservation
     from tests.realtime import Call
 
     from .conftest import CreateBucket
@@ -202,6 +203,25 @@ def test_waiters_queued_before_a_pause_are_admitted_only_after_it(
         assert call.after // NS_PER_MS >= ends[0], call  # returned no earlier than the pause's end
         assert recording.stored[call.name] >= ends[0]  # and its place is behind it
     assert not realtime_problems(calls, REAL)
+
+
+def test_an_admission_moved_behind_a_pause_hands_back_its_new_place(
+    create_atomic_bucket: CreateBucket,
+) -> None:
+    limiter, recording = recording_limiter(create_atomic_bucket(REAL))
+    assert limiter.try_acquire("first", 2, max_delay=None)
+    places: list[Reservation] = []
+
+    def admit() -> None:
+        with limiter.acquire("waiter", 1, max_delay=5000) as place:
+            places.append(place)
+
+    with TaskGroup() as tasks:
+        tasks.start_soon(admit)
+        sleep(0.05)  # it has its place, in the next window: then the server says wait
+        end = limiter.pause("waiter", PAUSE_MS)
+    (place,) = places
+    assert place.at == recording.stored["waiter"] >= end
 
 
 def test_a_waiter_moved_past_its_max_delay_is_refused_and_leaves_nothing(

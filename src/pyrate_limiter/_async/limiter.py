@@ -128,7 +128,7 @@ class AsyncLimiter:
         rate = verdict[1]
         if rate is None:
             if verdict[0]:
-                return await self._wait_for(bucket, item, verdict, max_delay, self.raise_when_fail)
+                return await self._wait_for(bucket, item, verdict, max_delay, self.raise_when_fail) is not None
             if self._watching:
                 self._admitted(item, 0)
             return True
@@ -210,7 +210,9 @@ class AsyncLimiter:
         assert placed is not None  # raising: a refusal raised
         item, bucket, verdict, max_delay, decided = placed
         if verdict[0]:
-            await self._wait_for(bucket, item, verdict, max_delay, True)
+            moved = await self._wait_for(bucket, item, verdict, max_delay, True)  # a pause may move the place
+            assert moved is not None  # raising: a refusal raised
+            bucket, item, verdict = moved
         elif decided and self._watching:
             self._admitted(item, 0)
         return AsyncReservation(bucket, item, verdict)
@@ -287,11 +289,14 @@ class AsyncLimiter:
 
     async def _wait_for(
         self, bucket: AsyncAbstractBucket, item: RateItem, verdict: Verdict, max_delay: int | None, raising: bool
-    ) -> bool:
+    ) -> tuple[AsyncAbstractBucket, RateItem, Verdict] | None:
         """Sleep until the place ``verdict`` reserved for ``item``, then admit the item.
 
         A pause set meanwhile whose end is past the place moves the item behind it: the place is
         given back and a new one taken, if that is within what is left of ``max_delay``.
+
+        :return: where the item was admitted (``bucket``, ``item``, ``verdict`` of its last
+            place); ``None`` when refused and not ``raising``.
         """
         started = item.timestamp
         while True:
@@ -308,19 +313,20 @@ class AsyncLimiter:
             if not paused:
                 if self._watching:
                     self._admitted(item, item.timestamp + delay - started)
-                return True
+                return bucket, item, verdict
             item, bucket = await self._route(item.name, item.weight)
             left = None if max_delay is None else max(0, max_delay - (item.timestamp - started))
             try:
                 await bucket.release(reserved)
                 verdict = await bucket.reserve(item, left)
             except BackendError as error:
-                return self._failed(item, bucket, error, raising)
+                # Admitted by the policy: a place of no delay, recorded nowhere.
+                return (bucket, item, (0, None)) if self._failed(item, bucket, error, raising) else None
             rate = verdict[1]
             if rate is not None:
                 self._refused(item, rate, verdict[0])
                 if not raising:
-                    return False
+                    return None
                 raise refusal(item, verdict, left)
 
     @staticmethod
