@@ -233,7 +233,8 @@ def test_decorators_over_sync_buckets_stay_sync_with_a_users_factory() -> None:
 @pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
 def test_new_calls_over_a_factory_that_turns_async_say_to_use_the_async_limiter() -> None:
     limiter: Any = Limiter(ClockFollowingFactory(TimeAsyncClock(), [Rate(2, Duration.MINUTE)]))
-    for call in (limiter.state, limiter.reserve):
+    calls = [limiter.state, limiter.reserve, limiter.paused_until, lambda k: limiter.pause(k, 10)]
+    for call in [*calls, lambda k: limiter.pause_until(k, 10**13)]:
         with pytest.raises(TypeError, match="use AsyncLimiter"):
             call("k")
     with pytest.raises(TypeError, match="use AsyncLimiter"), limiter.acquire("k"):

@@ -147,6 +147,19 @@ class Limiter(_V3Options, _SyncLimiter, metaclass=_EitherLimiter):
             _ROUTED.reset(token)
 
 
+def _v3_only(method: Callable[..., Any], what: str) -> Callable[..., Any]:
+    """``method`` of a ``_FollowingLimiter``, raising ``_not_v3`` where routing turned out async."""
+
+    @functools.wraps(method)
+    def call(self: Limiter, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except _Deferred as deferred:
+            raise _not_v3(deferred, what) from None
+
+    return call
+
+
 class _FollowingLimiter(Limiter):
     """A ``Limiter`` over a user's factory or clock: sync while every call is, async from where one is not.
 
@@ -179,35 +192,12 @@ class _FollowingLimiter(Limiter):
 
         return with_mapping
 
-    def _place(self, name: str, weight: int, max_delay: Any, raising: bool) -> Any:
-        try:
-            return super()._place(name, weight, max_delay, raising)
-        except _Deferred as deferred:
-            raise _not_v3(deferred, "reserve() and acquire()") from None
-
-    def pause(self, name: str, ms: float) -> int:
-        try:
-            return super().pause(name, ms)
-        except _Deferred as deferred:
-            raise _not_v3(deferred, "pause()") from None
-
-    def pause_until(self, name: str, stamp: int) -> int:
-        try:
-            return super().pause_until(name, stamp)
-        except _Deferred as deferred:
-            raise _not_v3(deferred, "pause_until()") from None
-
-    def paused_until(self, name: str) -> int:
-        try:
-            return super().paused_until(name)
-        except _Deferred as deferred:
-            raise _not_v3(deferred, "paused_until()") from None
-
-    def state(self, name: str, weight: int = 1) -> Any:
-        try:
-            return super().state(name, weight)
-        except _Deferred as deferred:
-            raise _not_v3(deferred, "state()") from None
+    # The calls v3 never had cannot follow routing that turned out async: they say so.
+    _place = _v3_only(Limiter._place, "reserve() and acquire()")
+    pause = _v3_only(Limiter.pause, "pause()")
+    pause_until = _v3_only(Limiter.pause_until, "pause_until()")
+    paused_until = _v3_only(Limiter.paused_until, "paused_until()")
+    state = _v3_only(Limiter.state, "state()")
 
     def _route_stamped(self, name: str, weight: int) -> tuple[RateItem, AbstractBucket]:
         factory: Any = self.bucket_factory
